@@ -1,0 +1,160 @@
+//! GWOS auth endpoints (`../shared/spec/gwos.md` §1 and §5): exact statuses and text bodies.
+
+use super::form::Params;
+use super::Outcome;
+use crate::auth::{Authenticator, LoginError};
+use crate::proxy::reply::Reply;
+use crate::store::StoreError;
+use http::header::HeaderValue;
+use serde::{Deserialize, Serialize};
+
+pub const LOGIN_BAD_REQUEST: &str = "Invalid username or password or gwos-app-name";
+pub const LOGIN_FAILED: &str = "Invalid username or password";
+pub const TOKEN_BAD_REQUEST: &str = "Invalid gwos-app-name or gwos-api-token";
+pub const LOGOUT_UNKNOWN: &str = "Invalid gwos-api-token";
+
+const USER: &[&str] = &["user"];
+const PASSWORD: &[&str] = &["password"];
+const APP_NAME: &[&str] = &["gwos-app-name", "gwos_app_name"];
+const API_TOKEN: &[&str] = &["gwos-api-token", "gwos_api_token"];
+
+fn store_unavailable(e: &StoreError) -> Outcome {
+    tracing::error!(error = %e, "token store failed");
+    Outcome::new(
+        Reply::text(503, "Token store unavailable")
+            .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1")),
+        "store_error",
+    )
+}
+
+fn overloaded() -> Outcome {
+    Outcome::new(
+        Reply::text(503, "Too many logins in progress, retry shortly")
+            .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1")),
+        "overloaded",
+    )
+}
+
+/// Three parameters looked up together; any error or absence is `None`.
+fn required<'a>(params: &'a Params, names: &[&[&'static str]]) -> Option<Vec<&'a str>> {
+    names.iter().map(|n| params.get(n).ok().flatten()).collect()
+}
+
+pub struct GwosApi<'a> {
+    pub auth: &'a Authenticator,
+    pub failed_login_status: u16,
+}
+
+impl GwosApi<'_> {
+    fn login_failed(&self) -> Reply {
+        Reply::text(self.failed_login_status, LOGIN_FAILED).no_store()
+    }
+
+    /// Check the credentials and issue a token; the shared core of both login shapes.
+    async fn login_core(&self, user: &str, password: &str, app_name: &str) -> Result<String, (Outcome, Option<String>)> {
+        let user = match self.auth.check_gwos_credentials(user, password).await {
+            Ok(u) => u,
+            Err(LoginError::BadCredentials(reason)) => {
+                let known = self.auth.find_user(user).map(|u| u.name.clone());
+                let outcome = Outcome::new(self.login_failed(), reason.as_str());
+                return Err((outcome, known.or(Some(user.to_string()))));
+            }
+            Err(LoginError::Overloaded) => return Err((overloaded(), None)),
+            Err(LoginError::Store(e)) => return Err((store_unavailable(&e), None)),
+        };
+        match self.auth.issue_gwos_token(user, app_name).await {
+            Ok(token) => Ok(token),
+            Err(e) => Err((store_unavailable(&e), Some(user.name.clone()))),
+        }
+    }
+
+    /// `POST /api/auth/login` — `user`, `password`, `gwos-app-name`.
+    pub async fn login(&self, params: &Params) -> Outcome {
+        let Some(values) = required(params, &[USER, PASSWORD, APP_NAME]) else {
+            return Outcome::new(Reply::text(400, LOGIN_BAD_REQUEST), "bad_request");
+        };
+        let (user, password, app_name) = (values[0], values[1], values[2]);
+        match self.login_core(user, password, app_name).await {
+            Ok(token) => {
+                let name = self.auth.find_user(user).map_or(user, |u| u.name.as_str());
+                Outcome::new(Reply::text(200, token).no_store(), "success").for_user(name)
+            }
+            Err((outcome, who)) => match who {
+                Some(who) => outcome.for_user(who),
+                None => outcome,
+            },
+        }
+    }
+
+    /// `PUT /api/users/authenticatePassword` (GW8): JSON `{"name","password"}`, app name in a header.
+    pub async fn authenticate_password(&self, body: &[u8], app_name: Option<&str>) -> Outcome {
+        #[derive(Deserialize)]
+        struct Request {
+            name: String,
+            password: String,
+        }
+        #[derive(Serialize)]
+        struct Response<'a> {
+            name: &'a str,
+            #[serde(rename = "accessToken")]
+            access_token: &'a str,
+        }
+        let request = serde_json::from_slice::<Request>(body).ok();
+        let (Some(request), Some(app_name)) = (request, app_name) else {
+            return Outcome::new(Reply::text(400, LOGIN_BAD_REQUEST), "bad_request");
+        };
+        if request.name.is_empty() || request.password.is_empty() {
+            return Outcome::new(Reply::text(400, LOGIN_BAD_REQUEST), "bad_request");
+        }
+        match self.login_core(&request.name, &request.password, app_name).await {
+            Ok(token) => {
+                let body = serde_json::to_vec(&Response {
+                    name: &request.name,
+                    access_token: &token,
+                })
+                .expect("a two-string object always serialises");
+                let reply = Reply {
+                    status: 200,
+                    content_type: crate::proxy::reply::JSON,
+                    body: body.into(),
+                    headers: Vec::new(),
+                };
+                Outcome::new(reply.no_store(), "success").for_user(request.name.clone())
+            }
+            // GW8 clients treat any 401 whose body mentions `password` as bad credentials.
+            Err((mut outcome, who)) => {
+                if outcome.reply.status == self.failed_login_status {
+                    outcome.reply = Reply::text(401, LOGIN_FAILED).no_store();
+                }
+                match who {
+                    Some(who) => outcome.for_user(who),
+                    None => outcome,
+                }
+            }
+        }
+    }
+
+    /// `POST /api/auth/logout` — `gwos-api-token`, `gwos-app-name`.
+    pub async fn logout(&self, params: &Params) -> Outcome {
+        let Some(values) = required(params, &[API_TOKEN, APP_NAME]) else {
+            return Outcome::new(Reply::text(400, TOKEN_BAD_REQUEST), "bad_request");
+        };
+        match self.auth.logout_gwos(values[0], values[1]).await {
+            Ok(true) => Outcome::new(Reply::text(200, "true"), "success"),
+            Ok(false) => Outcome::new(Reply::text(404, LOGOUT_UNKNOWN), "unknown_token"),
+            Err(e) => store_unavailable(&e),
+        }
+    }
+
+    /// `POST /api/auth/validatetoken` — `gwos-api-token`, `gwos-app-name`.
+    pub async fn validate(&self, params: &Params) -> Outcome {
+        let Some(values) = required(params, &[API_TOKEN, APP_NAME]) else {
+            return Outcome::new(Reply::text(400, TOKEN_BAD_REQUEST), "bad_request");
+        };
+        match self.auth.validate_gwos(values[0], values[1]).await {
+            Ok(true) => Outcome::new(Reply::text(200, "true").no_store(), "valid"),
+            Ok(false) => Outcome::new(Reply::text(200, "false").no_store(), "invalid"),
+            Err(e) => store_unavailable(&e),
+        }
+    }
+}

@@ -1,0 +1,541 @@
+//! The configuration file: serde structs with defaults, validated once at start-up.
+//!
+//! Everything downstream trusts a `Config` that passed [`Config::validate`]; nothing re-validates.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+/// A configuration problem, always naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {why}")]
+    Invalid { key: String, why: String },
+}
+
+fn invalid(key: impl Into<String>, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        why: why.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the gateway listens on.
+    pub listen: String,
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    pub admin: AdminConfig,
+    pub shutdown: ShutdownConfig,
+    pub store: StoreConfig,
+    /// Users file (YAML). Absent: the built-in demo users (`admin`, `reader`).
+    pub users_file: Option<PathBuf>,
+    /// Start the built-in echo upstream on this address (for trying authgate out).
+    pub demo_upstream: Option<String>,
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Path prefix → upstream name; the longest matching prefix wins.
+    pub routes: Vec<RouteConfig>,
+    /// Upstream used when no route matches.
+    pub default_upstream: String,
+    /// Path prefixes forwarded without a token.
+    pub public_paths: Vec<String>,
+    pub gwos: GwosConfig,
+    pub cors: CorsConfig,
+    pub forwarding: ForwardingConfig,
+    pub limits: LimitsConfig,
+    pub cache: CacheConfig,
+    pub password_hashing: PasswordHashingConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// After SIGTERM: how long in-flight requests may take before the process exits.
+    pub grace_period_seconds: u64,
+    /// Then: how long runtimes get to wind down.
+    pub graceful_shutdown_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// Durable embedded store in `data_dir` (the default).
+    Redb,
+    /// Process memory: tokens die with the process. For tests and throwaway runs.
+    Memory,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    pub data_dir: PathBuf,
+    /// How often expired tokens are purged from the store.
+    pub purge_interval_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// One or more `host:port`; several are balanced round-robin, with TCP health checks.
+    pub addresses: Vec<String>,
+    pub connect_timeout_ms: u64,
+    pub read_timeout_ms: u64,
+    pub write_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub health_check_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub prefix: String,
+    pub upstream: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum FailedLoginStatus {
+    /// The documented contract.
+    #[serde(rename = "401")]
+    Unauthorized,
+    /// What GroundWork 7 servers really answer.
+    #[serde(rename = "404")]
+    NotFound,
+}
+
+impl FailedLoginStatus {
+    pub fn code(self) -> u16 {
+        match self {
+            Self::Unauthorized => 401,
+            Self::NotFound => 404,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GwosConfig {
+    /// Status of a failed login: "401" (documented) or "404" (GroundWork 7's real answer).
+    pub failed_login_status: FailedLoginStatus,
+    /// Sliding idle timeout of a token.
+    pub idle_timeout_seconds: u64,
+    /// Absolute maximum lifetime of a token; absent = none.
+    pub max_lifetime_seconds: Option<u64>,
+    /// Live tokens per user; the oldest is evicted beyond it. Absent = no cap.
+    pub max_tokens_per_user: Option<usize>,
+    /// POST paths a `reader` may call (exact paths).
+    pub reader_post_paths: Vec<String>,
+    pub encryption: EncryptionConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncryptionConfig {
+    /// Passwords arrive Jasypt-encrypted instead of Base64.
+    pub enabled: bool,
+    /// File holding GroundWork's `jasypt.mainkey` value. The environment variable
+    /// `AUTHGATE_JASYPT_MAINKEY` wins over it.
+    pub main_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins (exact, e.g. `https://monitor.example.com`) allowed cross-origin access.
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardingConfig {
+    /// Keep `GWOS-API-TOKEN` / `GWOS-APP-NAME` on forwarded requests (for a backend that checks them too).
+    pub keep_credentials: bool,
+    pub user_header: String,
+    pub role_header: String,
+    pub app_header: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest body accepted on the auth endpoints (413 beyond).
+    pub auth_body_max_bytes: usize,
+    /// How long reading an auth body may take.
+    pub auth_body_timeout_ms: u64,
+    /// Longer credentials are refused without a store lookup.
+    pub max_token_length: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Validated tokens kept in memory.
+    pub capacity: u64,
+    /// Longest a validated token stays cached before the store is asked again.
+    pub max_ttl_seconds: u64,
+    /// How long an unknown token is remembered as unknown.
+    pub negative_ttl_seconds: u64,
+    /// How often a token in use has its `last_used` written back to the store.
+    pub touch_interval_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordHashingConfig {
+    /// Password verifications running at once (each takes one blocking thread).
+    pub max_concurrent: usize,
+    /// Verifications allowed to wait; beyond, logins get 503 at once.
+    pub max_waiting: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter (e.g. `info`, `authgate=debug`); `RUST_LOG` wins over it.
+    pub level: String,
+}
+
+pub const DEMO_UPSTREAM_ADDR: &str = "127.0.0.1:8081";
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut upstreams = BTreeMap::new();
+        upstreams.insert(
+            "demo".to_string(),
+            UpstreamConfig {
+                addresses: vec![DEMO_UPSTREAM_ADDR.to_string()],
+                ..UpstreamConfig::default()
+            },
+        );
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            threads: 2,
+            admin: AdminConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            store: StoreConfig::default(),
+            users_file: None,
+            demo_upstream: Some(DEMO_UPSTREAM_ADDR.into()),
+            upstreams,
+            routes: Vec::new(),
+            default_upstream: "demo".into(),
+            public_paths: Vec::new(),
+            gwos: GwosConfig::default(),
+            cors: CorsConfig::default(),
+            forwarding: ForwardingConfig::default(),
+            limits: LimitsConfig::default(),
+            cache: CacheConfig::default(),
+            password_hashing: PasswordHashingConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:9091".into(),
+        }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        // pingora's own default grace is 300 s: far beyond Kubernetes' 30 s termination grace.
+        ShutdownConfig {
+            grace_period_seconds: 10,
+            graceful_shutdown_timeout_seconds: 5,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::Redb,
+            data_dir: PathBuf::from("authgate-data"),
+            purge_interval_seconds: 60,
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            addresses: Vec::new(),
+            connect_timeout_ms: 2_000,
+            read_timeout_ms: 30_000,
+            write_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            health_check_interval_ms: 5_000,
+        }
+    }
+}
+
+impl Default for GwosConfig {
+    fn default() -> Self {
+        GwosConfig {
+            failed_login_status: FailedLoginStatus::Unauthorized,
+            idle_timeout_seconds: 8 * 3600,
+            max_lifetime_seconds: None,
+            max_tokens_per_user: None,
+            reader_post_paths: vec![
+                "/api/biz/getindowntime".into(),
+                "/api/biz/getauthorizedservices".into(),
+                "/api/events/stateTransitions".into(),
+            ],
+            encryption: EncryptionConfig::default(),
+        }
+    }
+}
+
+impl Default for ForwardingConfig {
+    fn default() -> Self {
+        ForwardingConfig {
+            keep_credentials: false,
+            user_header: "X-Authgate-User".into(),
+            role_header: "X-Authgate-Role".into(),
+            app_header: "X-Authgate-App".into(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            auth_body_max_bytes: 16 * 1024,
+            auth_body_timeout_ms: 10_000,
+            max_token_length: 256,
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            capacity: 1_000_000,
+            max_ttl_seconds: 300,
+            negative_ttl_seconds: 5,
+            touch_interval_seconds: 60,
+        }
+    }
+}
+
+impl Default for PasswordHashingConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        PasswordHashingConfig {
+            // Leave at least one core to proxying during a login flood.
+            max_concurrent: (cores / 2).max(1),
+            max_waiting: 64,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Read, parse and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config = Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parse YAML; an empty document gives the defaults.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Check what serde cannot: addresses resolve, names refer to something, numbers make sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        resolve("listen", &self.listen)?;
+        resolve("admin.listen", &self.admin.listen)?;
+        if let Some(addr) = &self.demo_upstream {
+            resolve("demo_upstream", addr)?;
+        }
+        if self.threads == 0 {
+            return Err(invalid("threads", "must be at least 1"));
+        }
+        if self.upstreams.is_empty() {
+            return Err(invalid("upstreams", "at least one upstream is required"));
+        }
+        for (name, upstream) in &self.upstreams {
+            if upstream.addresses.is_empty() {
+                return Err(invalid(
+                    format!("upstreams.{name}.addresses"),
+                    "at least one address is required",
+                ));
+            }
+            for (i, addr) in upstream.addresses.iter().enumerate() {
+                resolve(&format!("upstreams.{name}.addresses[{i}]"), addr)?;
+            }
+            for (key, value) in [
+                ("connect_timeout_ms", upstream.connect_timeout_ms),
+                ("read_timeout_ms", upstream.read_timeout_ms),
+                ("write_timeout_ms", upstream.write_timeout_ms),
+                ("health_check_interval_ms", upstream.health_check_interval_ms),
+            ] {
+                if value == 0 {
+                    return Err(invalid(format!("upstreams.{name}.{key}"), "must be above 0"));
+                }
+            }
+        }
+        if !self.upstreams.contains_key(&self.default_upstream) {
+            return Err(invalid(
+                "default_upstream",
+                format!("no upstream named {:?}", self.default_upstream),
+            ));
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            check_prefix(&format!("routes[{i}].prefix"), &route.prefix)?;
+            if !self.upstreams.contains_key(&route.upstream) {
+                return Err(invalid(
+                    format!("routes[{i}].upstream"),
+                    format!("no upstream named {:?}", route.upstream),
+                ));
+            }
+        }
+        for (i, prefix) in self.public_paths.iter().enumerate() {
+            check_prefix(&format!("public_paths[{i}]"), prefix)?;
+        }
+        for (i, path) in self.gwos.reader_post_paths.iter().enumerate() {
+            check_prefix(&format!("gwos.reader_post_paths[{i}]"), path)?;
+        }
+        if self.gwos.idle_timeout_seconds == 0 {
+            return Err(invalid("gwos.idle_timeout_seconds", "must be above 0"));
+        }
+        if self.gwos.max_lifetime_seconds == Some(0) {
+            return Err(invalid("gwos.max_lifetime_seconds", "must be above 0 (or absent)"));
+        }
+        if self.gwos.max_tokens_per_user == Some(0) {
+            return Err(invalid("gwos.max_tokens_per_user", "must be above 0 (or absent)"));
+        }
+        for (key, value) in [
+            ("forwarding.user_header", &self.forwarding.user_header),
+            ("forwarding.role_header", &self.forwarding.role_header),
+            ("forwarding.app_header", &self.forwarding.app_header),
+        ] {
+            if http::HeaderName::from_bytes(value.as_bytes()).is_err() {
+                return Err(invalid(key, format!("{value:?} is not a valid header name")));
+            }
+        }
+        if self.limits.auth_body_max_bytes == 0 {
+            return Err(invalid("limits.auth_body_max_bytes", "must be above 0"));
+        }
+        if self.limits.max_token_length < 36 {
+            return Err(invalid("limits.max_token_length", "must be at least 36 (a UUID)"));
+        }
+        if self.cache.capacity == 0 {
+            return Err(invalid("cache.capacity", "must be above 0"));
+        }
+        if self.cache.max_ttl_seconds == 0 {
+            return Err(invalid("cache.max_ttl_seconds", "must be above 0"));
+        }
+        if self.password_hashing.max_concurrent == 0 {
+            return Err(invalid("password_hashing.max_concurrent", "must be at least 1"));
+        }
+        if self.store.purge_interval_seconds == 0 {
+            return Err(invalid("store.purge_interval_seconds", "must be above 0"));
+        }
+        if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
+            return Err(invalid("log.level", format!("{:?} is not a tracing filter", self.log.level)));
+        }
+        Ok(())
+    }
+}
+
+/// Resolve an address once, at start-up (pingora would otherwise resolve with blocking DNS and panic).
+pub fn resolve(key: &str, addr: &str) -> Result<SocketAddr, ConfigError> {
+    addr.to_socket_addrs()
+        .map_err(|e| invalid(key, format!("cannot resolve {addr:?}: {e}")))?
+        .next()
+        .ok_or_else(|| invalid(key, format!("{addr:?} resolves to no address")))
+}
+
+fn check_prefix(key: &str, prefix: &str) -> Result<(), ConfigError> {
+    if !prefix.starts_with('/') {
+        return Err(invalid(key, format!("{prefix:?} must start with '/'")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+        Config::parse("").unwrap().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("gwos:\n  idle_timeout: 5\n").unwrap_err();
+        assert!(err.contains("idle_timeout"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("default_upstream: nope\n", "default_upstream"),
+            ("routes:\n  - prefix: /x\n    upstream: nope\n", "routes[0].upstream"),
+            ("public_paths: [api]\n", "public_paths[0]"),
+            ("listen: not-an-address\n", "listen"),
+            ("gwos:\n  max_tokens_per_user: 0\n", "gwos.max_tokens_per_user"),
+            ("forwarding:\n  user_header: \"bad header\"\n", "forwarding.user_header"),
+        ];
+        for (yaml, key) in cases {
+            let err = Config::parse(yaml).unwrap().validate().unwrap_err().to_string();
+            assert!(err.starts_with(key), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn failed_login_status_parses_both_codes() {
+        let c = Config::parse("gwos:\n  failed_login_status: \"404\"\n").unwrap();
+        assert_eq!(c.gwos.failed_login_status.code(), 404);
+    }
+}

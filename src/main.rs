@@ -1,0 +1,103 @@
+use anyhow::Context;
+use authgate::config::Config;
+use authgate::shutdown::SignalWatch;
+use clap::{Parser, Subcommand};
+use pingora::server::RunArgs;
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "authgate", version, about = "Reverse-proxy authentication gateway (GWOS, ioGates)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the gateway (embedded defaults and demo users without --config).
+    Run {
+        #[arg(short, long, env = "AUTHGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Read a password from stdin (or a prompt) and print its argon2id PHC string.
+    HashPassword,
+    /// Validate a configuration file: exit 0, or print the key at fault and why.
+    CheckConfig {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
+fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
+    match config {
+        Some(path) => Ok(Config::load(path)?),
+        None => {
+            let config = Config::default();
+            config.validate()?;
+            Ok(config)
+        }
+    }
+}
+
+fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load(config.as_ref())?;
+    authgate::telemetry::init(&config.log);
+    let started = std::time::Instant::now();
+    let built = authgate::build_server(&config)?;
+    tracing::info!(
+        listen = %config.listen,
+        admin = %config.admin.listen,
+        demo_upstream = config.demo_upstream.as_deref(),
+        setup_ms = started.elapsed().as_millis() as u64,
+        "authgate starting"
+    );
+    let signals = SignalWatch {
+        in_flight: built.in_flight.clone(),
+    };
+    built.server.run(RunArgs {
+        shutdown_signal: Box::new(signals),
+    });
+    Ok(())
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Password: ").context("reading the password")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("reading stdin")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.is_empty() {
+        anyhow::bail!("empty password");
+    }
+    println!("{}", authgate::auth::password::hash_password(&password));
+    Ok(())
+}
+
+fn check_config(path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&path)?;
+    if let Some(users) = &config.users_file {
+        authgate::auth::users::UserDirectory::load(users).map_err(|e| anyhow::anyhow!("users_file: {e}"))?;
+    }
+    println!("{}: OK", path.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(config),
+        Command::HashPassword => hash_password(),
+        Command::CheckConfig { config } => check_config(config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("authgate: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

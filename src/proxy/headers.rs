@@ -1,0 +1,160 @@
+//! Header work: reading credentials, stripping what clients must not choose, adding ours.
+
+use crate::auth::Credentials;
+use http::header::{HeaderName, HeaderValue};
+use pingora::http::RequestHeader;
+
+pub const GWOS_API_TOKEN: &str = "gwos-api-token";
+pub const GWOS_APP_NAME: &str = "gwos-app-name";
+pub const LEGACY_APP_NAME: &str = "app-name";
+
+/// Stands in for a credential header that is not even text: it can never validate.
+const UNREADABLE: &str = "\u{0}";
+
+/// A header's trimmed value; `None` when absent or empty. A repeated header is unreadable: two
+/// tokens leave no way to know which one the client meant.
+fn single_value<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    let mut values = req.headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return Some(UNREADABLE);
+    }
+    match std::str::from_utf8(first.as_bytes()) {
+        Ok(v) => Some(v.trim()).filter(|v| !v.is_empty()),
+        Err(_) => Some(UNREADABLE),
+    }
+}
+
+/// `GWOS-API-TOKEN`, and `GWOS-APP-NAME` or else the legacy `APP-NAME` (names match in any case).
+pub fn credentials(req: &RequestHeader) -> Credentials<'_> {
+    Credentials {
+        token: single_value(req, GWOS_API_TOKEN),
+        app_name: single_value(req, GWOS_APP_NAME).or_else(|| single_value(req, LEGACY_APP_NAME)),
+    }
+}
+
+/// Error bodies are JSON only when the client asks for exactly that.
+pub fn wants_json(req: &RequestHeader) -> bool {
+    req.headers
+        .get(http::header::ACCEPT)
+        .is_some_and(|v| v.as_bytes().trim_ascii() == b"application/json")
+}
+
+/// Header names compared the way CGI-style backends see them: `_` and `-` alike, any case.
+fn same_header(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes().zip(b.bytes()).all(|(x, y)| {
+            let norm = |c: u8| if c == b'_' { b'-' } else { c.to_ascii_lowercase() };
+            norm(x) == norm(y)
+        })
+}
+
+/// Remove every header that is a spelling of one of `names`.
+pub fn remove_all_spellings(req: &mut RequestHeader, names: &[&str]) {
+    let doomed: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|k| names.iter().any(|n| same_header(k.as_str(), n)))
+        .cloned()
+        .collect();
+    for name in doomed {
+        req.remove_header(&name);
+    }
+}
+
+/// The identity headers the gateway sets for the upstream.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub user: HeaderName,
+    pub role: HeaderName,
+    pub app: HeaderName,
+}
+
+impl IdentityHeaders {
+    pub fn names(&self) -> [&str; 3] {
+        [self.user.as_str(), self.role.as_str(), self.app.as_str()]
+    }
+}
+
+/// `X-Forwarded-For` (appended to), `-Proto` and `-Host` (replaced).
+pub fn add_forwarded(req: &mut RequestHeader, client_ip: Option<String>) -> pingora::Result<()> {
+    if let Some(ip) = client_ip {
+        let value = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
+            _ => ip,
+        };
+        req.insert_header("x-forwarded-for", value)?;
+    }
+    req.insert_header("x-forwarded-proto", "http")?;
+    let host = req.headers.get(http::header::HOST).cloned();
+    match host {
+        Some(host) => req.insert_header("x-forwarded-host", host)?,
+        None => {
+            req.remove_header("x-forwarded-host");
+        }
+    }
+    Ok(())
+}
+
+/// The CORS headers for an allowed origin.
+pub fn cors_headers(origin: &HeaderValue) -> [(HeaderName, HeaderValue); 4] {
+    use http::header::*;
+    [
+        (ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()),
+        (
+            ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("Content-Type,X-Requested-With,Access,GWOS-API-TOKEN,GWOS-APP-NAME"),
+        ),
+        (
+            ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET,PUT,POST,DELETE,OPTIONS"),
+        ),
+        (ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true")),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn credentials_any_case_legacy_app_name_and_empty_values() {
+        let r = req(&[("Gwos-Api-Token", " t "), ("APP-NAME", "legacy")]);
+        let c = credentials(&r);
+        assert_eq!((c.token, c.app_name), (Some("t"), Some("legacy")));
+        let r = req(&[("GWOS-API-TOKEN", "t"), ("GWOS-APP-NAME", ""), ("app-name", "x")]);
+        assert_eq!(credentials(&r).app_name, Some("x"));
+        let r = req(&[("GWOS-API-TOKEN", "")]);
+        assert_eq!(credentials(&r).token, None);
+        let r = req(&[("GWOS-API-TOKEN", "a"), ("gwos-api-token", "b")]);
+        assert_eq!(credentials(&r).token, Some(UNREADABLE));
+    }
+
+    #[test]
+    fn identity_spellings_are_all_removed() {
+        let mut r = req(&[
+            ("X-Authgate-User", "a"),
+            ("x_authgate_user", "b"),
+            ("X_AUTHGATE-USER", "c"),
+            ("X-Authgate-Users", "keep"),
+        ]);
+        remove_all_spellings(&mut r, &["x-authgate-user"]);
+        assert_eq!(r.headers.len(), 1);
+        assert!(r.headers.contains_key("x-authgate-users"));
+    }
+
+    #[test]
+    fn json_only_for_exact_accept() {
+        assert!(wants_json(&req(&[("Accept", "application/json")])));
+        assert!(!wants_json(&req(&[("Accept", "application/json, text/plain")])));
+        assert!(!wants_json(&req(&[])));
+    }
+}

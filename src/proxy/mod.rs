@@ -1,0 +1,276 @@
+//! The `ProxyHttp` implementation: the spine of every request.
+
+pub mod body;
+pub mod headers;
+pub mod reply;
+pub mod route;
+
+use crate::api::form::Params;
+use crate::api::gwos::{GwosApi, LOGIN_BAD_REQUEST, TOKEN_BAD_REQUEST};
+use crate::api::Outcome;
+use crate::auth::{Authenticator, Denial, Principal};
+use crate::upstream::Upstreams;
+use async_trait::async_trait;
+use body::BodyError;
+use headers::IdentityHeaders;
+use http::header::{HeaderName, HeaderValue};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use reply::Reply;
+use route::{has_prefix, normalize_path, Route};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Gateway settings resolved once from the config.
+pub struct GatewaySettings {
+    pub public_paths: Vec<String>,
+    pub cors_origins: Vec<HeaderValue>,
+    pub keep_credentials: bool,
+    pub identity: IdentityHeaders,
+    pub auth_body_limit: usize,
+    pub auth_body_timeout: Duration,
+    pub failed_login_status: u16,
+}
+
+pub struct Gateway {
+    pub auth: Arc<Authenticator>,
+    pub upstreams: Arc<Upstreams>,
+    pub settings: GatewaySettings,
+    /// Requests in progress (for a graceful shutdown that ends as soon as they are done).
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts a request as in flight for as long as its context lives.
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub struct Ctx {
+    started: Instant,
+    route: Route,
+    /// The path as allow-lists and routes see it.
+    path: String,
+    public: bool,
+    principal: Option<Principal>,
+    denial: Option<Denial>,
+    /// Result class of a locally answered auth call.
+    result: Option<&'static str>,
+    user: Option<String>,
+    cors_origin: Option<HeaderValue>,
+    _in_flight: InFlight,
+}
+
+impl Gateway {
+    fn allowed_origin(&self, req: &RequestHeader) -> Option<HeaderValue> {
+        let origin = req.headers.get(http::header::ORIGIN)?;
+        self.settings
+            .cors_origins
+            .iter()
+            .find(|allowed| allowed.as_bytes() == origin.as_bytes())
+            .cloned()
+    }
+
+    fn cors_extra(ctx: &Ctx) -> Vec<(HeaderName, HeaderValue)> {
+        ctx.cors_origin
+            .as_ref()
+            .map(|o| headers::cors_headers(o).to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Read the body of an auth call and answer it.
+    async fn answer_auth_call(&self, session: &mut Session, route: Route) -> Outcome {
+        let body = match body::read_bounded(session, self.settings.auth_body_limit, self.settings.auth_body_timeout).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => return Outcome::new(Reply::text(413, "Request body too large"), "too_large"),
+            Err(BodyError::Malformed) => return Outcome::new(Reply::text(400, "Malformed request body"), "bad_request"),
+        };
+        let api = GwosApi {
+            auth: &self.auth,
+            failed_login_status: self.settings.failed_login_status,
+        };
+        let req = session.req_header();
+        if route == Route::AuthenticatePassword {
+            let creds = headers::credentials(req);
+            return api.authenticate_password(&body, creds.app_name).await;
+        }
+        let params = match Params::parse(&body, req.uri.query()) {
+            Ok(p) => p,
+            Err(_) => {
+                let message = if route == Route::Login { LOGIN_BAD_REQUEST } else { TOKEN_BAD_REQUEST };
+                return Outcome::new(Reply::text(400, message), "bad_request");
+            }
+        };
+        match route {
+            Route::Login => api.login(&params).await,
+            Route::Logout => api.logout(&params).await,
+            _ => api.validate(&params).await,
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Ctx {
+            started: Instant::now(),
+            route: Route::Forward,
+            path: String::new(),
+            public: false,
+            principal: None,
+            denial: None,
+            result: None,
+            user: None,
+            cors_origin: None,
+            _in_flight: InFlight(self.in_flight.clone()),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let req = session.req_header();
+        ctx.route = Route::classify(&req.method, req.uri.path());
+        ctx.cors_origin = self.allowed_origin(req);
+        let reply = match ctx.route {
+            Route::Forward => {
+                ctx.path = normalize_path(req.uri.path());
+                if self.settings.public_paths.iter().any(|p| has_prefix(&ctx.path, p)) {
+                    ctx.public = true;
+                    return Ok(false);
+                }
+                let wants_json = headers::wants_json(req);
+                match self.auth.authorize(headers::credentials(req), &req.method, &ctx.path).await {
+                    Ok(principal) => {
+                        ctx.principal = Some(principal);
+                        return Ok(false);
+                    }
+                    Err(denial) => {
+                        ctx.denial = Some(denial);
+                        Reply::denial(denial, wants_json)
+                    }
+                }
+            }
+            Route::Preflight => Reply::empty(200),
+            Route::WrongMethod(allow) => Reply::method_not_allowed(allow),
+            route => {
+                let outcome = self.answer_auth_call(session, route).await;
+                ctx.result = Some(outcome.result);
+                ctx.user = outcome.user;
+                outcome.reply
+            }
+        };
+        reply.write(session, &Self::cors_extra(ctx)).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let pool = self.upstreams.route(&ctx.path);
+        match pool.peer() {
+            Some(peer) => Ok(Box::new(peer)),
+            None => Error::e_explain(ErrorType::ConnectNoRoute, format!("no healthy backend in upstream {}", pool.name))
+                .map_err(|mut e: Box<Error>| {
+                    e.esource = ErrorSource::Upstream;
+                    e
+                }),
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let identity = &self.settings.identity;
+        headers::remove_all_spellings(upstream, &identity.names());
+        if !self.settings.keep_credentials {
+            headers::remove_all_spellings(
+                upstream,
+                &[headers::GWOS_API_TOKEN, headers::GWOS_APP_NAME, headers::LEGACY_APP_NAME],
+            );
+        }
+        if let Some(p) = &ctx.principal {
+            upstream.insert_header(identity.user.clone(), p.subject())?;
+            upstream.insert_header(identity.role.clone(), p.role().as_str())?;
+            if !p.app_name().is_empty() {
+                upstream.insert_header(identity.app.clone(), p.app_name())?;
+            }
+        }
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string());
+        headers::add_forwarded(upstream, client_ip)
+    }
+
+    async fn response_filter(&self, _session: &mut Session, response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        for (name, value) in Self::cors_extra(ctx) {
+            response.insert_header(name, value)?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        use ErrorType::*;
+        let code = match e.etype() {
+            HTTPStatus(code) => *code,
+            ConnectTimedout | ReadTimedout | WriteTimedout => match e.esource() {
+                ErrorSource::Downstream => 0,
+                _ => 504,
+            },
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    WriteError | ReadError | ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        // Once the upstream's response has started, all we can do is close.
+        if code > 0 && session.response_written().is_none() {
+            let text = match code {
+                502 => "Bad Gateway: upstream unavailable",
+                504 => "Gateway Timeout: upstream too slow",
+                400 => "Bad Request",
+                _ => "Internal Server Error",
+            };
+            let reply = Reply::text(code, text);
+            if let Err(write_error) = reply.write(session, &Self::cors_extra(ctx)).await {
+                tracing::debug!(error = %write_error, "could not send the error response");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let req = session.req_header();
+        let principal = ctx.principal.as_ref();
+        tracing::info!(
+            target: "authgate::access",
+            method = %req.method,
+            path = req.uri.path(),
+            status,
+            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            route = ctx.route.as_str(),
+            public = ctx.public,
+            denial = ctx.denial.map(Denial::as_str),
+            result = ctx.result,
+            user = principal.map(Principal::subject).or(ctx.user.as_deref()),
+            app = principal.map(Principal::app_name),
+            cache_hit = principal.map(|p| p.cache_hit),
+            error = error.map(|e| e.etype().as_str()),
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! Wiring: from a validated `Config` to a pingora `Server` with all its services.
+
+use crate::admin::AdminApp;
+use crate::auth::jasypt::JasyptKey;
+use crate::auth::password::PasswordVerifier;
+use crate::auth::users::UserDirectory;
+use crate::auth::{Authenticator, TokenPolicy};
+use crate::cache::TokenCache;
+use crate::config::{Config, StoreKind};
+use crate::demo::DemoUpstream;
+use crate::proxy::headers::IdentityHeaders;
+use crate::proxy::{Gateway, GatewaySettings};
+use crate::store::{now_ms, MemoryStore, RedbStore, TokenStore};
+use crate::upstream::Upstreams;
+use anyhow::{anyhow, Context};
+use async_trait::async_trait;
+use http::header::{HeaderName, HeaderValue};
+use pingora::apps::http_app::HttpServer;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Environment variable holding GroundWork's `jasypt.mainkey` value (wins over the key file).
+pub const JASYPT_KEY_ENV: &str = "AUTHGATE_JASYPT_MAINKEY";
+
+/// A server ready to run, and what the caller may watch while it runs.
+pub struct Built {
+    pub server: Server,
+    /// Requests in progress.
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+fn jasypt_key(config: &Config) -> anyhow::Result<Option<JasyptKey>> {
+    let encryption = &config.gwos.encryption;
+    if !encryption.enabled {
+        return Ok(None);
+    }
+    let value = match std::env::var(JASYPT_KEY_ENV) {
+        Ok(v) => v,
+        Err(_) => {
+            let path = encryption.main_key_file.as_ref().ok_or_else(|| {
+                anyhow!("gwos.encryption.main_key_file: required when encryption is enabled (or set {JASYPT_KEY_ENV})")
+            })?;
+            std::fs::read_to_string(path)
+                .with_context(|| format!("gwos.encryption.main_key_file: cannot read {}", path.display()))?
+        }
+    };
+    let key = JasyptKey::from_foundation_property(&value).map_err(|e| anyhow!("gwos.encryption: {e}"))?;
+    Ok(Some(key))
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn TokenStore>> {
+    Ok(match config.store.kind {
+        StoreKind::Redb => Arc::new(
+            RedbStore::open(&config.store.data_dir).map_err(|e| anyhow!("store.data_dir: {e}"))?,
+        ),
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+    })
+}
+
+fn header_name(value: &str) -> HeaderName {
+    HeaderName::from_bytes(value.as_bytes()).expect("validated by Config::validate")
+}
+
+/// Build the whole server. The config must have passed `Config::validate`.
+pub fn build_server(config: &Config) -> anyhow::Result<Built> {
+    let users = match &config.users_file {
+        Some(path) => UserDirectory::load(path).map_err(|e| anyhow!("users_file: {e}"))?,
+        None => {
+            tracing::warn!("no users_file configured: using the built-in demo users (admin, reader)");
+            UserDirectory::demo()
+        }
+    };
+    let jasypt = jasypt_key(config)?;
+    let store = open_store(config)?;
+    let cache = TokenCache::new(
+        store.clone(),
+        config.cache.capacity,
+        Duration::from_secs(config.cache.max_ttl_seconds),
+        Duration::from_secs(config.cache.negative_ttl_seconds),
+        Duration::from_secs(config.cache.touch_interval_seconds),
+    );
+    let verifier = PasswordVerifier::new(
+        config.password_hashing.max_concurrent,
+        config.password_hashing.max_waiting,
+    );
+    let policy = TokenPolicy::from_config(&config.gwos, config.limits.max_token_length);
+    let auth = Arc::new(Authenticator::new(users, verifier, cache, jasypt, policy));
+
+    let conf = ServerConf {
+        threads: config.threads,
+        grace_period_seconds: Some(config.shutdown.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(config.shutdown.graceful_shutdown_timeout_seconds),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let (upstreams, health_checks) = Upstreams::build(config).context("upstreams")?;
+    let upstreams = Arc::new(upstreams);
+    for check in health_checks {
+        server.add_service(check);
+    }
+
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let settings = GatewaySettings {
+        public_paths: config.public_paths.clone(),
+        cors_origins: config
+            .cors
+            .allowed_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect(),
+        keep_credentials: config.forwarding.keep_credentials,
+        identity: IdentityHeaders {
+            user: header_name(&config.forwarding.user_header),
+            role: header_name(&config.forwarding.role_header),
+            app: header_name(&config.forwarding.app_header),
+        },
+        auth_body_limit: config.limits.auth_body_max_bytes,
+        auth_body_timeout: Duration::from_millis(config.limits.auth_body_timeout_ms),
+        failed_login_status: config.gwos.failed_login_status.code(),
+    };
+    let gateway = Gateway {
+        auth: auth.clone(),
+        upstreams: upstreams.clone(),
+        settings,
+        in_flight: in_flight.clone(),
+    };
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "authgate");
+    proxy.add_tcp(&config.listen);
+    server.add_service(proxy);
+
+    let mut admin = Service::new(
+        "admin".into(),
+        HttpServer::new_app(AdminApp {
+            store: store.clone(),
+            upstreams,
+        }),
+    );
+    admin.add_tcp(&config.admin.listen);
+    admin.threads = Some(1);
+    server.add_service(admin);
+
+    if let Some(addr) = &config.demo_upstream {
+        let mut demo = Service::new("demo upstream".into(), HttpServer::new_app(DemoUpstream));
+        demo.add_tcp(addr);
+        demo.threads = Some(1);
+        server.add_service(demo);
+    }
+
+    let purge = StorePurge {
+        store,
+        every: Duration::from_secs(config.store.purge_interval_seconds),
+    };
+    server.add_service(background_service("token purge", purge));
+
+    Ok(Built { server, in_flight })
+}
+
+/// Deletes expired tokens from the store now and then, so that it does not grow without bound.
+struct StorePurge {
+    store: Arc<dyn TokenStore>,
+    every: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for StorePurge {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut ticks = tokio::time::interval(self.every);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = ticks.tick() => match self.store.purge_expired(now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "expired tokens purged"),
+                    Err(e) => tracing::warn!(error = %e, "token purge failed"),
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Where issued tokens live: the `TokenStore` trait and its implementations.
+//!
+//! Records are keyed by the SHA-256 of the token, so a copy of the store yields no usable token.
+//! Every write that a client relies on (`insert`, `revoke`) is durable before it returns.
+
+mod memory;
+mod redb;
+
+pub use self::memory::MemoryStore;
+pub use self::redb::RedbStore;
+
+use crate::auth::token::TokenHash;
+use crate::auth::users::Role;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    Gwos,
+    Iogates,
+}
+
+/// What the store knows of one token. Times are Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub kind: TokenKind,
+    /// The user name (or, for share tokens, the share id).
+    pub subject: String,
+    pub role: Role,
+    /// The GWOS app name the token is bound to (empty for ioGates tokens).
+    pub app_name: String,
+    pub device_id: Option<String>,
+    pub issued_at: u64,
+    pub last_used: u64,
+    /// Sliding idle timeout, if any.
+    pub idle_timeout_ms: Option<u64>,
+    /// Absolute end of life, if any.
+    pub max_expires_at: Option<u64>,
+}
+
+impl TokenRecord {
+    /// When the token dies if it is not used again; `None` = never.
+    pub fn expires_at(&self) -> Option<u64> {
+        let idle = self.idle_timeout_ms.map(|t| self.last_used.saturating_add(t));
+        match (idle, self.max_expires_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Strict: a token is dead from the millisecond its deadline is reached.
+    pub fn is_live_at(&self, now: u64) -> bool {
+        self.expires_at().is_none_or(|deadline| now < deadline)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("token store I/O: {0}")]
+    Io(String),
+    #[error("token store record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    /// Durably record a new token.
+    async fn insert(&self, hash: TokenHash, record: TokenRecord) -> Result<(), StoreError>;
+    /// The record, live or not (the caller decides); `None` when unknown or revoked.
+    async fn get(&self, hash: TokenHash) -> Result<Option<TokenRecord>, StoreError>;
+    /// Durably forget a token; `false` when it was unknown.
+    async fn revoke(&self, hash: TokenHash) -> Result<bool, StoreError>;
+    /// Record a later use (sliding expiry). Called at a coarse step, never per request.
+    async fn touch(&self, hash: TokenHash, last_used: u64) -> Result<(), StoreError>;
+    /// Every token of one subject (for the per-user cap and for revoking a share's tokens).
+    async fn tokens_of(&self, subject: &str) -> Result<Vec<(TokenHash, TokenRecord)>, StoreError>;
+    /// Delete the records dead at `now`; returns how many.
+    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError>;
+    /// Number of records held.
+    async fn len(&self) -> Result<u64, StoreError>;
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+pub(crate) mod contract {
+    //! The behaviour every `TokenStore` must have; each implementation runs these.
+    use super::*;
+
+    pub fn record(subject: &str, last_used: u64) -> TokenRecord {
+        TokenRecord {
+            kind: TokenKind::Gwos,
+            subject: subject.into(),
+            role: Role::Admin,
+            app_name: "app".into(),
+            device_id: None,
+            issued_at: last_used,
+            last_used,
+            idle_timeout_ms: Some(1_000),
+            max_expires_at: None,
+        }
+    }
+
+    pub async fn run_all(store: &dyn TokenStore) {
+        let a = TokenHash::of("a");
+        let b = TokenHash::of("b");
+        let c = TokenHash::of("c");
+        assert_eq!(store.get(a).await.unwrap(), None);
+        store.insert(a, record("alice", 10_000)).await.unwrap();
+        store.insert(b, record("alice", 20_000)).await.unwrap();
+        store.insert(c, record("bob", 5_000)).await.unwrap();
+        assert_eq!(store.get(a).await.unwrap(), Some(record("alice", 10_000)));
+        assert_eq!(store.len().await.unwrap(), 3);
+
+        let mut of_alice: Vec<_> = store.tokens_of("alice").await.unwrap();
+        of_alice.sort_by_key(|(_, r)| r.issued_at);
+        assert_eq!(of_alice.iter().map(|(h, _)| *h).collect::<Vec<_>>(), vec![a, b]);
+
+        store.touch(a, 30_000).await.unwrap();
+        assert_eq!(store.get(a).await.unwrap().unwrap().last_used, 30_000);
+        store.touch(TokenHash::of("nobody"), 1).await.unwrap();
+
+        assert!(store.revoke(b).await.unwrap());
+        assert!(!store.revoke(b).await.unwrap());
+        assert_eq!(store.get(b).await.unwrap(), None);
+        assert_eq!(store.tokens_of("alice").await.unwrap().len(), 1);
+
+        // c died at 6_000, a lives until 31_000.
+        assert_eq!(store.purge_expired(20_000).await.unwrap(), 1);
+        assert_eq!(store.get(c).await.unwrap(), None);
+        assert!(store.tokens_of("bob").await.unwrap().is_empty());
+        assert_eq!(store.len().await.unwrap(), 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contract::record;
+
+    #[test]
+    fn expiry_is_the_earlier_of_idle_and_absolute() {
+        let mut r = record("u", 1_000);
+        assert_eq!(r.expires_at(), Some(2_000));
+        assert!(r.is_live_at(1_999));
+        assert!(!r.is_live_at(2_000));
+        r.max_expires_at = Some(1_500);
+        assert_eq!(r.expires_at(), Some(1_500));
+        r.idle_timeout_ms = None;
+        r.max_expires_at = None;
+        assert!(r.is_live_at(u64::MAX));
+    }
+}

@@ -1,0 +1,90 @@
+//! Upstream pools (pingora load balancers with TCP health checks) and the path-prefix route table.
+
+use crate::config::{Config, UpstreamConfig};
+use crate::proxy::route::has_prefix;
+use pingora::lb::health_check::TcpHealthCheck;
+use pingora::lb::selection::RoundRobin;
+use pingora::lb::LoadBalancer;
+use pingora::prelude::HttpPeer;
+use pingora::services::background::{background_service, GenBackgroundService};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Pool {
+    pub name: String,
+    lb: Arc<LoadBalancer<RoundRobin>>,
+    timeouts: UpstreamConfig,
+}
+
+impl Pool {
+    /// A peer for the next healthy backend; `None` when all are down.
+    pub fn peer(&self) -> Option<HttpPeer> {
+        let backend = self.lb.select(b"", 256)?;
+        let addr = *backend.addr.as_inet()?;
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        let ms = Duration::from_millis;
+        peer.options.connection_timeout = Some(ms(self.timeouts.connect_timeout_ms));
+        peer.options.total_connection_timeout = Some(ms(self.timeouts.connect_timeout_ms));
+        peer.options.read_timeout = Some(ms(self.timeouts.read_timeout_ms));
+        peer.options.write_timeout = Some(ms(self.timeouts.write_timeout_ms));
+        peer.options.idle_timeout = Some(ms(self.timeouts.idle_timeout_ms));
+        Some(peer)
+    }
+
+    /// At least one backend passes its health check.
+    pub fn healthy(&self) -> bool {
+        self.lb.backends().get_backend().iter().any(|b| self.lb.backends().ready(b))
+    }
+}
+
+pub struct Upstreams {
+    pools: Vec<Pool>,
+    /// (normalised prefix, pool index), longest prefix first.
+    routes: Vec<(String, usize)>,
+    default: usize,
+}
+
+pub type HealthChecks = Vec<GenBackgroundService<LoadBalancer<RoundRobin>>>;
+
+impl Upstreams {
+    /// Build the pools from a validated config, with one health-check service each.
+    pub fn build(config: &Config) -> std::io::Result<(Upstreams, HealthChecks)> {
+        let mut pools = Vec::new();
+        let mut checks = Vec::new();
+        for (name, upstream) in &config.upstreams {
+            let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(upstream.addresses.iter().map(String::as_str))?;
+            lb.set_health_check(TcpHealthCheck::new());
+            lb.health_check_frequency = Some(Duration::from_millis(upstream.health_check_interval_ms));
+            let service = background_service(&format!("health check {name}"), lb);
+            pools.push(Pool {
+                name: name.clone(),
+                lb: service.task(),
+                timeouts: upstream.clone(),
+            });
+            checks.push(service);
+        }
+        let index = |name: &str| pools.iter().position(|p| p.name == name);
+        let mut routes: Vec<(String, usize)> = config
+            .routes
+            .iter()
+            .filter_map(|r| Some((r.prefix.trim_end_matches('/').to_string(), index(&r.upstream)?)))
+            .collect();
+        routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        let default = index(&config.default_upstream).unwrap_or(0);
+        Ok((Upstreams { pools, routes, default }, checks))
+    }
+
+    /// The pool for a normalised path: the most specific matching prefix, else the default.
+    pub fn route(&self, path: &str) -> &Pool {
+        let index = self
+            .routes
+            .iter()
+            .find(|(prefix, _)| has_prefix(path, prefix))
+            .map_or(self.default, |(_, i)| *i);
+        &self.pools[index]
+    }
+
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools
+    }
+}
