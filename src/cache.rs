@@ -131,9 +131,9 @@ impl TokenCache {
     }
 
     fn entry(&self, hash: TokenHash, record: TokenRecord, now: u64) -> CachedToken {
-        let remaining = record
-            .expires_at()
-            .map_or(self.max_ttl, |deadline| Duration::from_millis(deadline.saturating_sub(now)));
+        let remaining = record.expires_at().map_or(self.max_ttl, |deadline| {
+            Duration::from_millis(deadline.saturating_sub(now))
+        });
         CachedToken {
             hash,
             last_used: AtomicU64::new(record.last_used),
@@ -219,10 +219,25 @@ mod tests {
         let h = TokenHash::of("t");
         store.insert(h, record("u", 1_000)).await.unwrap();
         let c = cache(store.clone());
-        assert!(matches!(c.lookup(h, 1_100).await.unwrap(), Lookup::Valid { cache_hit: false, .. }));
-        assert!(matches!(c.lookup(h, 1_200).await.unwrap(), Lookup::Valid { cache_hit: true, .. }));
+        assert!(matches!(
+            c.lookup(h, 1_100).await.unwrap(),
+            Lookup::Valid {
+                cache_hit: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            c.lookup(h, 1_200).await.unwrap(),
+            Lookup::Valid {
+                cache_hit: true,
+                ..
+            }
+        ));
         c.forget(h).await;
-        assert!(matches!(c.lookup(h, 1_300).await.unwrap(), Lookup::Unknown { negative_hit: true }));
+        assert!(matches!(
+            c.lookup(h, 1_300).await.unwrap(),
+            Lookup::Unknown { negative_hit: true }
+        ));
     }
 
     #[tokio::test]
@@ -230,10 +245,18 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let c = cache(store.clone());
         let h = TokenHash::of("junk");
-        assert!(matches!(c.lookup(h, 1).await.unwrap(), Lookup::Unknown { negative_hit: false }));
+        assert!(matches!(
+            c.lookup(h, 1).await.unwrap(),
+            Lookup::Unknown {
+                negative_hit: false
+            }
+        ));
         // Even if it appeared in the store behind our back, the negative entry answers.
         store.insert(h, record("u", 1)).await.unwrap();
-        assert!(matches!(c.lookup(h, 2).await.unwrap(), Lookup::Unknown { negative_hit: true }));
+        assert!(matches!(
+            c.lookup(h, 2).await.unwrap(),
+            Lookup::Unknown { negative_hit: true }
+        ));
     }
 
     #[tokio::test]
@@ -242,9 +265,14 @@ mod tests {
         let h = TokenHash::of("t");
         store.insert(h, record("u", 1_000)).await.unwrap(); // idle timeout 1 s
         let c = cache(store.clone());
-        let Lookup::Valid { token, .. } = c.lookup(h, 1_500).await.unwrap() else { panic!() };
+        let Lookup::Valid { token, .. } = c.lookup(h, 1_500).await.unwrap() else {
+            panic!()
+        };
         c.touch(&token, 1_900);
-        assert!(matches!(c.lookup(h, 2_800).await.unwrap(), Lookup::Valid { .. }));
+        assert!(matches!(
+            c.lookup(h, 2_800).await.unwrap(),
+            Lookup::Valid { .. }
+        ));
         assert!(matches!(c.lookup(h, 2_900).await.unwrap(), Lookup::Expired));
     }
 
@@ -256,10 +284,16 @@ mod tests {
         r.idle_timeout_ms = Some(100_000); // step = min(60 s, 10 s) = 10 s
         store.insert(h, r).await.unwrap();
         let c = cache(store.clone());
-        let Lookup::Valid { token, .. } = c.lookup(h, 1_000).await.unwrap() else { panic!() };
+        let Lookup::Valid { token, .. } = c.lookup(h, 1_000).await.unwrap() else {
+            panic!()
+        };
         c.touch(&token, 5_000);
         tokio::task::yield_now().await;
-        assert_eq!(store.get(h).await.unwrap().unwrap().last_used, 1_000, "within the step");
+        assert_eq!(
+            store.get(h).await.unwrap().unwrap().last_used,
+            1_000,
+            "within the step"
+        );
         c.touch(&token, 11_000);
         for _ in 0..100 {
             if store.get(h).await.unwrap().unwrap().last_used == 11_000 {

@@ -415,10 +415,16 @@ impl Config {
                 ("connect_timeout_ms", upstream.connect_timeout_ms),
                 ("read_timeout_ms", upstream.read_timeout_ms),
                 ("write_timeout_ms", upstream.write_timeout_ms),
-                ("health_check_interval_ms", upstream.health_check_interval_ms),
+                (
+                    "health_check_interval_ms",
+                    upstream.health_check_interval_ms,
+                ),
             ] {
                 if value == 0 {
-                    return Err(invalid(format!("upstreams.{name}.{key}"), "must be above 0"));
+                    return Err(invalid(
+                        format!("upstreams.{name}.{key}"),
+                        "must be above 0",
+                    ));
                 }
             }
         }
@@ -447,10 +453,16 @@ impl Config {
             return Err(invalid("gwos.idle_timeout_seconds", "must be above 0"));
         }
         if self.gwos.max_lifetime_seconds == Some(0) {
-            return Err(invalid("gwos.max_lifetime_seconds", "must be above 0 (or absent)"));
+            return Err(invalid(
+                "gwos.max_lifetime_seconds",
+                "must be above 0 (or absent)",
+            ));
         }
         if self.gwos.max_tokens_per_user == Some(0) {
-            return Err(invalid("gwos.max_tokens_per_user", "must be above 0 (or absent)"));
+            return Err(invalid(
+                "gwos.max_tokens_per_user",
+                "must be above 0 (or absent)",
+            ));
         }
         for (key, value) in [
             ("forwarding.user_header", &self.forwarding.user_header),
@@ -458,14 +470,20 @@ impl Config {
             ("forwarding.app_header", &self.forwarding.app_header),
         ] {
             if http::HeaderName::from_bytes(value.as_bytes()).is_err() {
-                return Err(invalid(key, format!("{value:?} is not a valid header name")));
+                return Err(invalid(
+                    key,
+                    format!("{value:?} is not a valid header name"),
+                ));
             }
         }
         if self.limits.auth_body_max_bytes == 0 {
             return Err(invalid("limits.auth_body_max_bytes", "must be above 0"));
         }
         if self.limits.max_token_length < 36 {
-            return Err(invalid("limits.max_token_length", "must be at least 36 (a UUID)"));
+            return Err(invalid(
+                "limits.max_token_length",
+                "must be at least 36 (a UUID)",
+            ));
         }
         if self.cache.capacity == 0 {
             return Err(invalid("cache.capacity", "must be above 0"));
@@ -474,13 +492,24 @@ impl Config {
             return Err(invalid("cache.max_ttl_seconds", "must be above 0"));
         }
         if self.password_hashing.max_concurrent == 0 {
-            return Err(invalid("password_hashing.max_concurrent", "must be at least 1"));
+            return Err(invalid(
+                "password_hashing.max_concurrent",
+                "must be at least 1",
+            ));
         }
         if self.store.purge_interval_seconds == 0 {
             return Err(invalid("store.purge_interval_seconds", "must be above 0"));
         }
-        if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
-            return Err(invalid("log.level", format!("{:?} is not a tracing filter", self.log.level)));
+        if self
+            .log
+            .level
+            .parse::<tracing_subscriber::EnvFilter>()
+            .is_err()
+        {
+            return Err(invalid(
+                "log.level",
+                format!("{:?} is not a tracing filter", self.log.level),
+            ));
         }
         Ok(())
     }
@@ -521,14 +550,27 @@ mod tests {
     fn bad_values_name_their_key() {
         let cases = [
             ("default_upstream: nope\n", "default_upstream"),
-            ("routes:\n  - prefix: /x\n    upstream: nope\n", "routes[0].upstream"),
+            (
+                "routes:\n  - prefix: /x\n    upstream: nope\n",
+                "routes[0].upstream",
+            ),
             ("public_paths: [api]\n", "public_paths[0]"),
             ("listen: not-an-address\n", "listen"),
-            ("gwos:\n  max_tokens_per_user: 0\n", "gwos.max_tokens_per_user"),
-            ("forwarding:\n  user_header: \"bad header\"\n", "forwarding.user_header"),
+            (
+                "gwos:\n  max_tokens_per_user: 0\n",
+                "gwos.max_tokens_per_user",
+            ),
+            (
+                "forwarding:\n  user_header: \"bad header\"\n",
+                "forwarding.user_header",
+            ),
         ];
         for (yaml, key) in cases {
-            let err = Config::parse(yaml).unwrap().validate().unwrap_err().to_string();
+            let err = Config::parse(yaml)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
             assert!(err.starts_with(key), "{yaml}: {err}");
         }
     }

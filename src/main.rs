@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "authgate", version, about = "Reverse-proxy authentication gateway (GWOS, ioGates)")]
+#[command(
+    name = "authgate",
+    version,
+    about = "Reverse-proxy authentication gateway (GWOS, ioGates)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -67,7 +71,10 @@ fn hash_password() -> anyhow::Result<()> {
         rpassword::prompt_password("Password: ").context("reading the password")?
     } else {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).context("reading stdin")?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading stdin")?;
         line.trim_end_matches(['\r', '\n']).to_string()
     };
     if password.is_empty() {
@@ -80,7 +87,8 @@ fn hash_password() -> anyhow::Result<()> {
 fn check_config(path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
     if let Some(users) = &config.users_file {
-        authgate::auth::users::UserDirectory::load(users).map_err(|e| anyhow::anyhow!("users_file: {e}"))?;
+        authgate::auth::users::UserDirectory::load(users)
+            .map_err(|e| anyhow::anyhow!("users_file: {e}"))?;
     }
     println!("{}: OK", path.display());
     Ok(())

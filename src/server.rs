@@ -45,11 +45,16 @@ fn jasypt_key(config: &Config) -> anyhow::Result<Option<JasyptKey>> {
             let path = encryption.main_key_file.as_ref().ok_or_else(|| {
                 anyhow!("gwos.encryption.main_key_file: required when encryption is enabled (or set {JASYPT_KEY_ENV})")
             })?;
-            std::fs::read_to_string(path)
-                .with_context(|| format!("gwos.encryption.main_key_file: cannot read {}", path.display()))?
+            std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "gwos.encryption.main_key_file: cannot read {}",
+                    path.display()
+                )
+            })?
         }
     };
-    let key = JasyptKey::from_foundation_property(&value).map_err(|e| anyhow!("gwos.encryption: {e}"))?;
+    let key =
+        JasyptKey::from_foundation_property(&value).map_err(|e| anyhow!("gwos.encryption: {e}"))?;
     Ok(Some(key))
 }
 
@@ -71,7 +76,9 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
     let users = match &config.users_file {
         Some(path) => UserDirectory::load(path).map_err(|e| anyhow!("users_file: {e}"))?,
         None => {
-            tracing::warn!("no users_file configured: using the built-in demo users (admin, reader)");
+            tracing::warn!(
+                "no users_file configured: using the built-in demo users (admin, reader)"
+            );
             UserDirectory::demo()
         }
     };
@@ -131,7 +138,8 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         settings,
         in_flight: in_flight.clone(),
     };
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "authgate");
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "authgate");
     proxy.add_tcp(&config.listen);
     server.add_service(proxy);
 

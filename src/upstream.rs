@@ -33,7 +33,11 @@ impl Pool {
 
     /// At least one backend passes its health check.
     pub fn healthy(&self) -> bool {
-        self.lb.backends().get_backend().iter().any(|b| self.lb.backends().ready(b))
+        self.lb
+            .backends()
+            .get_backend()
+            .iter()
+            .any(|b| self.lb.backends().ready(b))
     }
 }
 
@@ -52,9 +56,12 @@ impl Upstreams {
         let mut pools = Vec::new();
         let mut checks = Vec::new();
         for (name, upstream) in &config.upstreams {
-            let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(upstream.addresses.iter().map(String::as_str))?;
+            let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(
+                upstream.addresses.iter().map(String::as_str),
+            )?;
             lb.set_health_check(TcpHealthCheck::new());
-            lb.health_check_frequency = Some(Duration::from_millis(upstream.health_check_interval_ms));
+            lb.health_check_frequency =
+                Some(Duration::from_millis(upstream.health_check_interval_ms));
             let service = background_service(&format!("health check {name}"), lb);
             pools.push(Pool {
                 name: name.clone(),
@@ -67,11 +74,23 @@ impl Upstreams {
         let mut routes: Vec<(String, usize)> = config
             .routes
             .iter()
-            .filter_map(|r| Some((r.prefix.trim_end_matches('/').to_string(), index(&r.upstream)?)))
+            .filter_map(|r| {
+                Some((
+                    r.prefix.trim_end_matches('/').to_string(),
+                    index(&r.upstream)?,
+                ))
+            })
             .collect();
         routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         let default = index(&config.default_upstream).unwrap_or(0);
-        Ok((Upstreams { pools, routes, default }, checks))
+        Ok((
+            Upstreams {
+                pools,
+                routes,
+                default,
+            },
+            checks,
+        ))
     }
 
     /// The pool for a normalised path: the most specific matching prefix, else the default.

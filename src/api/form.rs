@@ -16,7 +16,10 @@ pub enum FormError {
 pub struct Form(Vec<(String, String)>);
 
 fn decode(part: &[u8]) -> Result<String, FormError> {
-    let plus_as_space: Vec<u8> = part.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+    let plus_as_space: Vec<u8> = part
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
     percent_decode(&plus_as_space)
         .decode_utf8()
         .map(|s| s.into_owned())
@@ -89,7 +92,10 @@ mod tests {
     #[test]
     fn aliases_empty_values_and_duplicates() {
         let p = Params::parse(b"gwos_api_token=t&empty=", None).unwrap();
-        assert_eq!(p.get(&["gwos-api-token", "gwos_api_token"]).unwrap(), Some("t"));
+        assert_eq!(
+            p.get(&["gwos-api-token", "gwos_api_token"]).unwrap(),
+            Some("t")
+        );
         assert_eq!(p.get(&["empty"]).unwrap(), None);
         let p = Params::parse(b"a=1&a=2", None).unwrap();
         assert_eq!(p.get(&["a"]), Err(FormError::Duplicate("a")));
@@ -99,7 +105,13 @@ mod tests {
 
     #[test]
     fn invalid_utf8_is_refused() {
-        assert_eq!(Form::parse(b"user=%ff%fe").unwrap_err(), FormError::InvalidUtf8);
-        assert!(Form::parse(b"a=%zz").is_ok(), "a stray % is kept literally, as browsers do");
+        assert_eq!(
+            Form::parse(b"user=%ff%fe").unwrap_err(),
+            FormError::InvalidUtf8
+        );
+        assert!(
+            Form::parse(b"a=%zz").is_ok(),
+            "a stray % is kept literally, as browsers do"
+        );
     }
 }

@@ -51,7 +51,12 @@ impl GwosApi<'_> {
     }
 
     /// Check the credentials and issue a token; the shared core of both login shapes.
-    async fn login_core(&self, user: &str, password: &str, app_name: &str) -> Result<String, (Outcome, Option<String>)> {
+    async fn login_core(
+        &self,
+        user: &str,
+        password: &str,
+        app_name: &str,
+    ) -> Result<String, (Outcome, Option<String>)> {
         let user = match self.auth.check_gwos_credentials(user, password).await {
             Ok(u) => u,
             Err(LoginError::BadCredentials(reason)) => {
@@ -106,7 +111,10 @@ impl GwosApi<'_> {
         if request.name.is_empty() || request.password.is_empty() {
             return Outcome::new(Reply::text(400, LOGIN_BAD_REQUEST), "bad_request");
         }
-        match self.login_core(&request.name, &request.password, app_name).await {
+        match self
+            .login_core(&request.name, &request.password, app_name)
+            .await
+        {
             Ok(token) => {
                 let body = serde_json::to_vec(&Response {
                     name: &request.name,

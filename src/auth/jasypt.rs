@@ -86,7 +86,9 @@ mod tests {
     #[test]
     fn spec_vector_admin_password() {
         assert_eq!(
-            key().decrypt("7UZZVvnLbuRNk12Yk5H33zeYdWQpnA7j9shir7QfJgwh").as_deref(),
+            key()
+                .decrypt("7UZZVvnLbuRNk12Yk5H33zeYdWQpnA7j9shir7QfJgwh")
+                .as_deref(),
             Some("RESTAPIACCESSPASSWORD")
         );
     }
@@ -94,7 +96,9 @@ mod tests {
     #[test]
     fn spec_vector_reader_password() {
         assert_eq!(
-            key().decrypt("5CFothtTmW6VX3L85iXDC8b8UhFNFn6W7XMkDtaMZhFmP7tNg3HFR9t").as_deref(),
+            key()
+                .decrypt("5CFothtTmW6VX3L85iXDC8b8UhFNFn6W7XMkDtaMZhFmP7tNg3HFR9t")
+                .as_deref(),
             Some("RESTAPIACCESSREADERPASSWORD")
         );
     }
@@ -102,7 +106,9 @@ mod tests {
     #[test]
     fn spec_vector_reader_password_other_salt() {
         assert_eq!(
-            key().decrypt("5p4LyKS3ZfAtsg1AZQ19BDeozC3nU2NEahP542yZUVur6C811TP3ezF").as_deref(),
+            key()
+                .decrypt("5p4LyKS3ZfAtsg1AZQ19BDeozC3nU2NEahP542yZUVur6C811TP3ezF")
+                .as_deref(),
             Some("RESTAPIACCESSREADERPASSWORD")
         );
     }
@@ -110,7 +116,9 @@ mod tests {
     #[test]
     fn spec_vector_random_password() {
         assert_eq!(
-            key().decrypt("63c5BtYDNAPANvNqAkh9quYszwVrvLaruxmzvM4P1FSw").as_deref(),
+            key()
+                .decrypt("63c5BtYDNAPANvNqAkh9quYszwVrvLaruxmzvM4P1FSw")
+                .as_deref(),
             Some("nNPNxL8gxkCt4iiRaChU")
         );
     }
@@ -125,11 +133,17 @@ mod tests {
     #[test]
     fn garbage_and_wrong_key_do_not_decrypt() {
         assert_eq!(key().decrypt(""), None);
-        assert_eq!(key().decrypt("0OIl"), None, "characters outside the Flickr alphabet");
+        assert_eq!(
+            key().decrypt("0OIl"),
+            None,
+            "characters outside the Flickr alphabet"
+        );
         assert_eq!(key().decrypt("abc"), None, "too short");
         let wrong = JasyptKey::from_plain("not-the-key");
         assert_ne!(
-            wrong.decrypt("7UZZVvnLbuRNk12Yk5H33zeYdWQpnA7j9shir7QfJgwh").as_deref(),
+            wrong
+                .decrypt("7UZZVvnLbuRNk12Yk5H33zeYdWQpnA7j9shir7QfJgwh")
+                .as_deref(),
             Some("RESTAPIACCESSPASSWORD")
         );
         assert!(!format!("{:?}", key()).contains("Gr0und"));

@@ -149,11 +149,12 @@ fn lenient_base64(value: &str) -> Option<Vec<u8>> {
     let config = GeneralPurposeConfig::new()
         .with_decode_padding_mode(DecodePaddingMode::Indifferent)
         .with_decode_allow_trailing_bits(true);
-    // A `+` left unescaped in a form arrives as a space.
-    let value = value.trim().replace(' ', "+");
+    // A `+` left unescaped in a form arrives as a space (even a trailing one).
+    let value = value.replace(' ', "+");
+    let value = value.trim();
     GeneralPurpose::new(&alphabet::STANDARD, config)
-        .decode(&value)
-        .or_else(|_| GeneralPurpose::new(&alphabet::URL_SAFE, config).decode(&value))
+        .decode(value)
+        .or_else(|_| GeneralPurpose::new(&alphabet::URL_SAFE, config).decode(value))
         .ok()
 }
 
@@ -232,7 +233,11 @@ impl Authenticator {
     }
 
     /// Issue a GWOS token bound to `app_name`, durably, then enforce the per-user cap.
-    pub async fn issue_gwos_token(&self, user: &User, app_name: &str) -> Result<String, StoreError> {
+    pub async fn issue_gwos_token(
+        &self,
+        user: &User,
+        app_name: &str,
+    ) -> Result<String, StoreError> {
         let now = now_ms();
         let token = token::new_gwos_token();
         let hash = TokenHash::of(&token);
@@ -256,7 +261,12 @@ impl Authenticator {
     }
 
     /// Revoke a user's oldest live GWOS tokens until at most `cap` remain.
-    async fn evict_beyond_cap(&self, subject: &str, cap: usize, now: u64) -> Result<(), StoreError> {
+    async fn evict_beyond_cap(
+        &self,
+        subject: &str,
+        cap: usize,
+        now: u64,
+    ) -> Result<(), StoreError> {
         let mut live: Vec<_> = self
             .cache
             .store()
@@ -295,7 +305,8 @@ impl Authenticator {
         }
         match self.cache.lookup(TokenHash::of(token), now_ms()).await? {
             Lookup::Valid { token, .. }
-                if token.record.kind == TokenKind::Gwos && ct_eq(&token.record.app_name, app_name) =>
+                if token.record.kind == TokenKind::Gwos
+                    && ct_eq(&token.record.app_name, app_name) =>
             {
                 Ok(Some(token))
             }
@@ -392,7 +403,11 @@ mod tests {
     fn lenient_base64_accepts_what_clients_send() {
         let expect = Some(b"RESTAPIACCESS".to_vec());
         assert_eq!(lenient_base64("UkVTVEFQSUFDQ0VTUw=="), expect);
-        assert_eq!(lenient_base64("UkVTVEFQSUFDQ0VTUw"), expect, "padding dropped");
+        assert_eq!(
+            lenient_base64("UkVTVEFQSUFDQ0VTUw"),
+            expect,
+            "padding dropped"
+        );
         // "??>" is Pz8+ in standard Base64, Pz8- URL-safe, and "Pz8 " when `+` lost its escape.
         for v in ["Pz8+", "Pz8-", "Pz8 "] {
             assert_eq!(lenient_base64(v), Some(b"??>".to_vec()), "{v}");

@@ -27,7 +27,8 @@ impl StoredHash {
     /// Accept an argon2id PHC string or a bcrypt hash; refuse anything else (plain text above all).
     pub fn parse(value: &str) -> Result<StoredHash, String> {
         if value.starts_with("$argon2") {
-            let phc = PasswordHash::new(value).map_err(|e| format!("not a valid PHC string: {e}"))?;
+            let phc =
+                PasswordHash::new(value).map_err(|e| format!("not a valid PHC string: {e}"))?;
             if phc.algorithm.as_str() != "argon2id" {
                 return Err(format!("{} is not accepted, use argon2id", phc.algorithm));
             }
@@ -40,9 +41,11 @@ impl StoredHash {
         if is_bcrypt {
             return Ok(StoredHash::Bcrypt(value.to_string()));
         }
-        Err("not an argon2id PHC string nor a bcrypt hash (plain-text passwords are refused; \
+        Err(
+            "not an argon2id PHC string nor a bcrypt hash (plain-text passwords are refused; \
              make one with `authgate hash-password`)"
-            .into())
+                .into(),
+        )
     }
 
     /// Blocking: tens of milliseconds of CPU. Call through [`PasswordVerifier`].
@@ -134,10 +137,14 @@ mod tests {
 
     #[test]
     fn parse_refuses_plain_text_and_other_argon2_variants() {
-        assert!(StoredHash::parse("secret").unwrap_err().contains("plain-text"));
-        assert!(StoredHash::parse("$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo")
+        assert!(StoredHash::parse("secret")
             .unwrap_err()
-            .contains("argon2id"));
+            .contains("plain-text"));
+        assert!(
+            StoredHash::parse("$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo")
+                .unwrap_err()
+                .contains("argon2id")
+        );
         assert!(StoredHash::parse(&hash_password("x")).is_ok());
     }
 
@@ -164,7 +171,10 @@ mod tests {
         let v = PasswordVerifier::new(1, 0);
         assert_eq!(v.verify(None, "x".into()).await, Err(Overloaded));
         let v = PasswordVerifier::new(1, 4);
-        assert_eq!(v.verify(None, "authgate-dummy-password".into()).await, Ok(false));
+        assert_eq!(
+            v.verify(None, "authgate-dummy-password".into()).await,
+            Ok(false)
+        );
         let h = StoredHash::parse(&hash_password("pw")).unwrap();
         assert_eq!(v.verify(Some(&h), "pw".into()).await, Ok(true));
         assert_eq!(v.waiting(), 0);

@@ -60,7 +60,9 @@ mod tests {
     fn opaque_tokens_carry_256_bits_url_safe() {
         let t = new_opaque_token();
         assert_eq!(URL_SAFE_NO_PAD.decode(&t).unwrap().len(), 32);
-        assert!(t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(t
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     }
 
     #[test]

@@ -151,10 +151,14 @@ mod tests {
 
     #[test]
     fn plain_text_password_is_refused_with_its_key() {
-        let err = UserDirectory::parse("users:\n  bob:\n    password_hash: hunter2\n    role: admin\n")
-            .unwrap_err();
+        let err =
+            UserDirectory::parse("users:\n  bob:\n    password_hash: hunter2\n    role: admin\n")
+                .unwrap_err();
         assert!(err.starts_with("users.bob.password_hash"), "{err}");
-        assert!(!err.contains("hunter2"), "the error must not echo the secret: {err}");
+        assert!(
+            !err.contains("hunter2"),
+            "the error must not echo the secret: {err}"
+        );
     }
 
     #[test]
@@ -168,6 +172,8 @@ mod tests {
         assert_eq!(ann.status, Status::Blocked);
         assert_eq!(ann.profile.realname, "Ann");
         assert_eq!(ann.profile.available_storage, 29_301_996_265);
-        assert!(UserDirectory::parse("users:\n  x:\n    password_hash: a\n    role: god\n").is_err());
+        assert!(
+            UserDirectory::parse("users:\n  x:\n    password_hash: a\n    role: god\n").is_err()
+        );
     }
 }

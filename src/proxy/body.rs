@@ -13,7 +13,11 @@ pub enum BodyError {
     Malformed,
 }
 
-pub async fn read_bounded(session: &mut Session, limit: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+pub async fn read_bounded(
+    session: &mut Session,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, BodyError> {
     let declared = session
         .req_header()
         .headers

@@ -44,7 +44,13 @@ pub fn wants_json(req: &RequestHeader) -> bool {
 fn same_header(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes().zip(b.bytes()).all(|(x, y)| {
-            let norm = |c: u8| if c == b'_' { b'-' } else { c.to_ascii_lowercase() };
+            let norm = |c: u8| {
+                if c == b'_' {
+                    b'-'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            };
             norm(x) == norm(y)
         })
 }
@@ -79,7 +85,11 @@ impl IdentityHeaders {
 /// `X-Forwarded-For` (appended to), `-Proto` and `-Host` (replaced).
 pub fn add_forwarded(req: &mut RequestHeader, client_ip: Option<String>) -> pingora::Result<()> {
     if let Some(ip) = client_ip {
-        let value = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let value = match req
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
             Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
             _ => ip,
         };
@@ -103,13 +113,18 @@ pub fn cors_headers(origin: &HeaderValue) -> [(HeaderName, HeaderValue); 4] {
         (ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()),
         (
             ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Content-Type,X-Requested-With,Access,GWOS-API-TOKEN,GWOS-APP-NAME"),
+            HeaderValue::from_static(
+                "Content-Type,X-Requested-With,Access,GWOS-API-TOKEN,GWOS-APP-NAME",
+            ),
         ),
         (
             ACCESS_CONTROL_ALLOW_METHODS,
             HeaderValue::from_static("GET,PUT,POST,DELETE,OPTIONS"),
         ),
-        (ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true")),
+        (
+            ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        ),
     ]
 }
 
@@ -130,7 +145,11 @@ mod tests {
         let r = req(&[("Gwos-Api-Token", " t "), ("APP-NAME", "legacy")]);
         let c = credentials(&r);
         assert_eq!((c.token, c.app_name), (Some("t"), Some("legacy")));
-        let r = req(&[("GWOS-API-TOKEN", "t"), ("GWOS-APP-NAME", ""), ("app-name", "x")]);
+        let r = req(&[
+            ("GWOS-API-TOKEN", "t"),
+            ("GWOS-APP-NAME", ""),
+            ("app-name", "x"),
+        ]);
         assert_eq!(credentials(&r).app_name, Some("x"));
         let r = req(&[("GWOS-API-TOKEN", "")]);
         assert_eq!(credentials(&r).token, None);
@@ -154,7 +173,10 @@ mod tests {
     #[test]
     fn json_only_for_exact_accept() {
         assert!(wants_json(&req(&[("Accept", "application/json")])));
-        assert!(!wants_json(&req(&[("Accept", "application/json, text/plain")])));
+        assert!(!wants_json(&req(&[(
+            "Accept",
+            "application/json, text/plain"
+        )])));
         assert!(!wants_json(&req(&[])));
     }
 }

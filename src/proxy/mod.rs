@@ -85,10 +85,20 @@ impl Gateway {
 
     /// Read the body of an auth call and answer it.
     async fn answer_auth_call(&self, session: &mut Session, route: Route) -> Outcome {
-        let body = match body::read_bounded(session, self.settings.auth_body_limit, self.settings.auth_body_timeout).await {
+        let body = match body::read_bounded(
+            session,
+            self.settings.auth_body_limit,
+            self.settings.auth_body_timeout,
+        )
+        .await
+        {
             Ok(body) => body,
-            Err(BodyError::TooLarge) => return Outcome::new(Reply::text(413, "Request body too large"), "too_large"),
-            Err(BodyError::Malformed) => return Outcome::new(Reply::text(400, "Malformed request body"), "bad_request"),
+            Err(BodyError::TooLarge) => {
+                return Outcome::new(Reply::text(413, "Request body too large"), "too_large")
+            }
+            Err(BodyError::Malformed) => {
+                return Outcome::new(Reply::text(400, "Malformed request body"), "bad_request")
+            }
         };
         let api = GwosApi {
             auth: &self.auth,
@@ -102,7 +112,11 @@ impl Gateway {
         let params = match Params::parse(&body, req.uri.query()) {
             Ok(p) => p,
             Err(_) => {
-                let message = if route == Route::Login { LOGIN_BAD_REQUEST } else { TOKEN_BAD_REQUEST };
+                let message = if route == Route::Login {
+                    LOGIN_BAD_REQUEST
+                } else {
+                    TOKEN_BAD_REQUEST
+                };
                 return Outcome::new(Reply::text(400, message), "bad_request");
             }
         };
@@ -141,12 +155,21 @@ impl ProxyHttp for Gateway {
         let reply = match ctx.route {
             Route::Forward => {
                 ctx.path = normalize_path(req.uri.path());
-                if self.settings.public_paths.iter().any(|p| has_prefix(&ctx.path, p)) {
+                if self
+                    .settings
+                    .public_paths
+                    .iter()
+                    .any(|p| has_prefix(&ctx.path, p))
+                {
                     ctx.public = true;
                     return Ok(false);
                 }
                 let wants_json = headers::wants_json(req);
-                match self.auth.authorize(headers::credentials(req), &req.method, &ctx.path).await {
+                match self
+                    .auth
+                    .authorize(headers::credentials(req), &req.method, &ctx.path)
+                    .await
+                {
                     Ok(principal) => {
                         ctx.principal = Some(principal);
                         return Ok(false);
@@ -174,11 +197,14 @@ impl ProxyHttp for Gateway {
         let pool = self.upstreams.route(&ctx.path);
         match pool.peer() {
             Some(peer) => Ok(Box::new(peer)),
-            None => Error::e_explain(ErrorType::ConnectNoRoute, format!("no healthy backend in upstream {}", pool.name))
-                .map_err(|mut e: Box<Error>| {
-                    e.esource = ErrorSource::Upstream;
-                    e
-                }),
+            None => Error::e_explain(
+                ErrorType::ConnectNoRoute,
+                format!("no healthy backend in upstream {}", pool.name),
+            )
+            .map_err(|mut e: Box<Error>| {
+                e.esource = ErrorSource::Upstream;
+                e
+            }),
         }
     }
 
@@ -193,7 +219,11 @@ impl ProxyHttp for Gateway {
         if !self.settings.keep_credentials {
             headers::remove_all_spellings(
                 upstream,
-                &[headers::GWOS_API_TOKEN, headers::GWOS_APP_NAME, headers::LEGACY_APP_NAME],
+                &[
+                    headers::GWOS_API_TOKEN,
+                    headers::GWOS_APP_NAME,
+                    headers::LEGACY_APP_NAME,
+                ],
             );
         }
         if let Some(p) = &ctx.principal {
@@ -210,7 +240,12 @@ impl ProxyHttp for Gateway {
         headers::add_forwarded(upstream, client_ip)
     }
 
-    async fn response_filter(&self, _session: &mut Session, response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         for (name, value) in Self::cors_extra(ctx) {
             response.insert_header(name, value)?;
         }

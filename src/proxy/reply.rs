@@ -48,7 +48,10 @@ impl Reply {
 
     /// Responses that carry or concern tokens must not be cached by anyone.
     pub fn no_store(self) -> Reply {
-        self.with_header(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
+        self.with_header(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        )
     }
 
     /// 405 for an auth endpoint called with the wrong method.
@@ -70,7 +73,10 @@ impl Reply {
             Denial::Unavailable => (503, "Service Unavailable", "Token store unavailable"),
         };
         let reply = if wants_json {
-            Reply::json(status, &serde_json::json!({ "error": reason, "status": status }))
+            Reply::json(
+                status,
+                &serde_json::json!({ "error": reason, "status": status }),
+            )
         } else {
             Reply::text(status, text)
         };
@@ -83,15 +89,22 @@ impl Reply {
     }
 
     /// Write it with Content-Length, so the connection stays usable (never `respond_error`).
-    pub async fn write(self, session: &mut Session, extra: &[(HeaderName, HeaderValue)]) -> pingora::Result<()> {
-        let mut header = ResponseHeader::build(self.status, Some(4 + self.headers.len() + extra.len()))?;
+    pub async fn write(
+        self,
+        session: &mut Session,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> pingora::Result<()> {
+        let mut header =
+            ResponseHeader::build(self.status, Some(4 + self.headers.len() + extra.len()))?;
         header.insert_header(http::header::CONTENT_TYPE, self.content_type)?;
         header.set_content_length(self.body.len())?;
         for (name, value) in self.headers.into_iter().chain(extra.iter().cloned()) {
             header.append_header(name, value)?;
         }
         let head_only = session.req_header().method == http::Method::HEAD || self.body.is_empty();
-        session.write_response_header(Box::new(header), head_only).await?;
+        session
+            .write_response_header(Box::new(header), head_only)
+            .await?;
         if !head_only {
             session.write_response_body(Some(self.body), true).await?;
         }

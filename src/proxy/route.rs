@@ -58,7 +58,9 @@ impl Route {
 /// backslashes as slashes, empty and `.` segments dropped, `..` resolved. Allow-lists match on
 /// this, so that no spelling of a path can reach past a prefix it does not really start with.
 pub fn normalize_path(raw: &str) -> String {
-    let decoded = percent_decode_str(raw).decode_utf8_lossy().replace('\\', "/");
+    let decoded = percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .replace('\\', "/");
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split('/') {
         match segment {
@@ -97,17 +99,35 @@ mod tests {
 
     #[test]
     fn classify_auth_endpoints() {
-        assert_eq!(Route::classify(&Method::POST, "/api/auth/login"), Route::Login);
-        assert_eq!(Route::classify(&Method::POST, "/api/auth/logout"), Route::Logout);
-        assert_eq!(Route::classify(&Method::POST, "/api/auth/validatetoken"), Route::ValidateToken);
+        assert_eq!(
+            Route::classify(&Method::POST, "/api/auth/login"),
+            Route::Login
+        );
+        assert_eq!(
+            Route::classify(&Method::POST, "/api/auth/logout"),
+            Route::Logout
+        );
+        assert_eq!(
+            Route::classify(&Method::POST, "/api/auth/validatetoken"),
+            Route::ValidateToken
+        );
         assert_eq!(
             Route::classify(&Method::PUT, "/api/users/authenticatePassword"),
             Route::AuthenticatePassword
         );
-        assert_eq!(Route::classify(&Method::GET, "/api/auth/login"), Route::WrongMethod("POST"));
-        assert_eq!(Route::classify(&Method::OPTIONS, "/api/x"), Route::Preflight);
+        assert_eq!(
+            Route::classify(&Method::GET, "/api/auth/login"),
+            Route::WrongMethod("POST")
+        );
+        assert_eq!(
+            Route::classify(&Method::OPTIONS, "/api/x"),
+            Route::Preflight
+        );
         assert_eq!(Route::classify(&Method::GET, "/api/hosts"), Route::Forward);
-        assert_eq!(Route::classify(&Method::POST, "/api/auth/login/"), Route::Forward);
+        assert_eq!(
+            Route::classify(&Method::POST, "/api/auth/login/"),
+            Route::Forward
+        );
     }
 
     #[test]

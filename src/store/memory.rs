@@ -17,11 +17,15 @@ impl MemoryStore {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TokenHash, TokenRecord>> {
-        self.tokens.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.tokens
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<TokenHash, TokenRecord>> {
-        self.tokens.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.tokens
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -42,7 +42,9 @@ pub struct TokenRecord {
 impl TokenRecord {
     /// When the token dies if it is not used again; `None` = never.
     pub fn expires_at(&self) -> Option<u64> {
-        let idle = self.idle_timeout_ms.map(|t| self.last_used.saturating_add(t));
+        let idle = self
+            .idle_timeout_ms
+            .map(|t| self.last_used.saturating_add(t));
         match (idle, self.max_expires_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -119,7 +121,10 @@ pub(crate) mod contract {
 
         let mut of_alice: Vec<_> = store.tokens_of("alice").await.unwrap();
         of_alice.sort_by_key(|(_, r)| r.issued_at);
-        assert_eq!(of_alice.iter().map(|(h, _)| *h).collect::<Vec<_>>(), vec![a, b]);
+        assert_eq!(
+            of_alice.iter().map(|(h, _)| *h).collect::<Vec<_>>(),
+            vec![a, b]
+        );
 
         store.touch(a, 30_000).await.unwrap();
         assert_eq!(store.get(a).await.unwrap().unwrap().last_used, 30_000);

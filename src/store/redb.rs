@@ -8,8 +8,8 @@ use super::{StoreError, TokenRecord, TokenStore};
 use crate::auth::token::TokenHash;
 use async_trait::async_trait;
 use redb::{
-    Database, Durability, MultimapTableDefinition, ReadableTable,
-    ReadableTableMetadata, TableDefinition,
+    Database, Durability, MultimapTableDefinition, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +17,8 @@ use std::sync::Arc;
 /// token hash → JSON record
 const TOKENS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tokens");
 /// subject → token hashes (for per-user caps and share revocation)
-const BY_SUBJECT: MultimapTableDefinition<&str, &[u8; 32]> = MultimapTableDefinition::new("by_subject");
+const BY_SUBJECT: MultimapTableDefinition<&str, &[u8; 32]> =
+    MultimapTableDefinition::new("by_subject");
 
 pub struct RedbStore {
     db: Arc<Database>,
@@ -41,7 +42,8 @@ impl RedbStore {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StoreError::Io(format!("{}: {e}", data_dir.display())))?;
         let path = data_dir.join("tokens.redb");
-        let db = Database::create(&path).map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
+        let db = Database::create(&path)
+            .map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(io)?;
         txn.open_table(TOKENS).map_err(io)?;
         txn.open_multimap_table(BY_SUBJECT).map_err(io)?;
@@ -68,9 +70,13 @@ impl TokenStore for RedbStore {
             let txn = db.begin_write().map_err(io)?;
             {
                 let mut tokens = txn.open_table(TOKENS).map_err(io)?;
-                tokens.insert(&hash.0, encode(&record).as_slice()).map_err(io)?;
+                tokens
+                    .insert(&hash.0, encode(&record).as_slice())
+                    .map_err(io)?;
                 let mut by_subject = txn.open_multimap_table(BY_SUBJECT).map_err(io)?;
-                by_subject.insert(record.subject.as_str(), &hash.0).map_err(io)?;
+                by_subject
+                    .insert(record.subject.as_str(), &hash.0)
+                    .map_err(io)?;
             }
             txn.commit().map_err(io)
         })
@@ -96,7 +102,9 @@ impl TokenStore for RedbStore {
                 let record = removed.map(|v| decode(v.value())).transpose()?;
                 if let Some(record) = &record {
                     let mut by_subject = txn.open_multimap_table(BY_SUBJECT).map_err(io)?;
-                    by_subject.remove(record.subject.as_str(), &hash.0).map_err(io)?;
+                    by_subject
+                        .remove(record.subject.as_str(), &hash.0)
+                        .map_err(io)?;
                 }
                 record.is_some()
             };
@@ -116,7 +124,9 @@ impl TokenStore for RedbStore {
                 if let Some(mut record) = current.transpose()? {
                     if last_used > record.last_used {
                         record.last_used = last_used;
-                        tokens.insert(&hash.0, encode(&record).as_slice()).map_err(io)?;
+                        tokens
+                            .insert(&hash.0, encode(&record).as_slice())
+                            .map_err(io)?;
                     }
                 }
             }

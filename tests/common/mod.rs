@@ -1,0 +1,187 @@
+//! Test harness: the real gateway on free loopback ports, next to a real recording upstream.
+#![allow(dead_code)]
+
+pub mod client;
+pub mod upstream;
+
+use async_trait::async_trait;
+use authgate::config::{Config, StoreKind, UpstreamConfig};
+use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use client::*;
+pub use upstream::*;
+
+/// Passwords of the test users (the users file holds only their hashes).
+pub const ADMIN_PASSWORD: &str = "admin-secret-pw";
+pub const READER_PASSWORD: &str = "reader-secret-pw";
+pub const BLOCKED_PASSWORD: &str = "blocked-secret-pw";
+pub const BCRYPT_PASSWORD: &str = "bcrypt-secret-pw";
+/// GroundWork's well-known REST user (its Jasypt test vector decrypts to this password).
+pub const RESTAPI_PASSWORD: &str = "RESTAPIACCESSPASSWORD";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_connectable(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+        assert!(Instant::now() < deadline, "{addr} never became connectable");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The users file shared by every test of a binary (hashing is slow: do it once).
+pub fn users_file() -> PathBuf {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let hash = authgate::auth::password::hash_password;
+        let bcrypt_2y = bcrypt::hash_with_result(BCRYPT_PASSWORD, 4)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY);
+        let yaml = format!(
+            r#"users:
+  admin:
+    password_hash: "{admin}"
+    role: admin
+    profile:
+      realname: Test Admin
+  reader:
+    password_hash: "{reader}"
+    role: reader
+  blocked:
+    password_hash: "{blocked}"
+    role: admin
+    status: Blocked
+  htuser:
+    password_hash: "{bcrypt_2y}"
+    role: admin
+  RESTAPIACCESS:
+    password_hash: "{restapi}"
+    role: admin
+"#,
+            admin = hash(ADMIN_PASSWORD),
+            reader = hash(READER_PASSWORD),
+            blocked = hash(BLOCKED_PASSWORD),
+            restapi = hash(RESTAPI_PASSWORD),
+        );
+        let dir = std::env::temp_dir().join(format!("authgate-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("users.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        path
+    })
+    .clone()
+}
+
+/// A config for tests: free ports, the test users, one upstream, tokens in memory.
+pub fn test_config(upstream: SocketAddr) -> Config {
+    let mut config = Config {
+        listen: format!("127.0.0.1:{}", free_port()),
+        users_file: Some(users_file()),
+        demo_upstream: None,
+        default_upstream: "main".into(),
+        threads: 2,
+        ..Config::default()
+    };
+    config.admin.listen = format!("127.0.0.1:{}", free_port());
+    config.store.kind = StoreKind::Memory;
+    config.upstreams.clear();
+    config.upstreams.insert(
+        "main".into(),
+        UpstreamConfig {
+            addresses: vec![upstream.to_string()],
+            ..UpstreamConfig::default()
+        },
+    );
+    config
+}
+
+struct StopTrigger(tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>);
+
+#[async_trait]
+impl ShutdownSignalWatch for StopTrigger {
+    async fn recv(&self) -> ShutdownSignal {
+        if let Some(rx) = self.0.lock().await.take() {
+            let _ = rx.await;
+        }
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// The real gateway, running on its own thread until dropped.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub config: Config,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Gateway {
+    pub fn start(config: Config) -> Gateway {
+        config.validate().expect("test config is valid");
+        let built = authgate::build_server(&config).expect("gateway builds");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            built.server.run(RunArgs {
+                shutdown_signal: Box::new(StopTrigger(tokio::sync::Mutex::new(Some(rx)))),
+            })
+        });
+        let addr: SocketAddr = config.listen.parse().unwrap();
+        let admin: SocketAddr = config.admin.listen.parse().unwrap();
+        wait_connectable(addr);
+        wait_connectable(admin);
+        Gateway {
+            addr,
+            admin,
+            config,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A gateway with the default test config in front of a fresh recording upstream.
+pub fn gateway_with(adjust: impl FnOnce(&mut Config)) -> (Gateway, Upstream) {
+    let upstream = Upstream::start();
+    let mut config = test_config(upstream.addr);
+    adjust(&mut config);
+    (Gateway::start(config), upstream)
+}
+
+pub fn gateway() -> (Gateway, Upstream) {
+    gateway_with(|_| {})
+}
+
+pub fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
