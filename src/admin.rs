@@ -25,7 +25,7 @@ impl AdminApp {
     /// Ready when the token store answers and at least one upstream has a healthy backend.
     async fn readiness(&self) -> Result<(), String> {
         self.store
-            .len()
+            .count()
             .await
             .map_err(|e| format!("token store: {e}"))?;
         if !self.upstreams.pools().iter().any(|p| p.healthy()) {

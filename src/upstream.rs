@@ -17,9 +17,13 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A peer for the next healthy backend; `None` when all are down.
+    /// A peer for the next healthy backend. When none passes its health check, still try one: the
+    /// check may simply not have seen it come up yet, and a dead one fails fast with 502 anyway.
     pub fn peer(&self) -> Option<HttpPeer> {
-        let backend = self.lb.select(b"", 256)?;
+        let backend = self
+            .lb
+            .select(b"", 256)
+            .or_else(|| self.lb.backends().get_backend().iter().next().cloned())?;
         let addr = *backend.addr.as_inet()?;
         let mut peer = HttpPeer::new(addr, false, String::new());
         let ms = Duration::from_millis;
@@ -59,7 +63,10 @@ impl Upstreams {
             let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(
                 upstream.addresses.iter().map(String::as_str),
             )?;
-            lb.set_health_check(TcpHealthCheck::new());
+            let mut check = TcpHealthCheck::new();
+            // One failed probe (say, at start-up, before the backend listens) is not an outage.
+            check.consecutive_failure = 2;
+            lb.set_health_check(check);
             lb.health_check_frequency =
                 Some(Duration::from_millis(upstream.health_check_interval_ms));
             let service = background_service(&format!("health check {name}"), lb);

@@ -329,7 +329,7 @@ async fn keep_alive_survives_a_401_and_connection_close_is_honoured() {
     for request in [
         format!("GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\nGWOS-API-TOKEN: {t}\r\nGWOS-APP-NAME: {APP}\r\n\r\n"),
         "GET /d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string(),
-        format!("POST /api/auth/validatetoken HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nx=1&y"),
+        "POST /api/auth/validatetoken HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nx=1&y".to_string(),
     ] {
         let mut conn = RawConn::open(gw.addr);
         conn.send(&request);

@@ -128,6 +128,22 @@ impl Gateway {
     }
 }
 
+/// One audit event per login or logout: who, from where, and how it went (never a secret).
+fn audit(session: &Session, route: Route, outcome: &Outcome) {
+    let client = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    tracing::info!(
+        target: "authgate::audit",
+        event = route.as_str(),
+        result = outcome.result,
+        status = outcome.reply.status,
+        user = outcome.user.as_deref(),
+        client = client.map(tracing::field::display),
+    );
+}
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
@@ -184,6 +200,9 @@ impl ProxyHttp for Gateway {
             Route::WrongMethod(allow) => Reply::method_not_allowed(allow),
             route => {
                 let outcome = self.answer_auth_call(session, route).await;
+                if route != Route::ValidateToken {
+                    audit(session, route, &outcome);
+                }
                 ctx.result = Some(outcome.result);
                 ctx.user = outcome.user;
                 outcome.reply

@@ -67,7 +67,7 @@ impl TokenStore for MemoryStore {
         Ok(before - tokens.len())
     }
 
-    async fn len(&self) -> Result<u64, StoreError> {
+    async fn count(&self) -> Result<u64, StoreError> {
         Ok(self.read().len() as u64)
     }
 }

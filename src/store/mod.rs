@@ -80,7 +80,7 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Delete the records dead at `now`; returns how many.
     async fn purge_expired(&self, now: u64) -> Result<usize, StoreError>;
     /// Number of records held.
-    async fn len(&self) -> Result<u64, StoreError>;
+    async fn count(&self) -> Result<u64, StoreError>;
 }
 
 pub fn now_ms() -> u64 {
@@ -117,7 +117,7 @@ pub(crate) mod contract {
         store.insert(b, record("alice", 20_000)).await.unwrap();
         store.insert(c, record("bob", 5_000)).await.unwrap();
         assert_eq!(store.get(a).await.unwrap(), Some(record("alice", 10_000)));
-        assert_eq!(store.len().await.unwrap(), 3);
+        assert_eq!(store.count().await.unwrap(), 3);
 
         let mut of_alice: Vec<_> = store.tokens_of("alice").await.unwrap();
         of_alice.sort_by_key(|(_, r)| r.issued_at);
@@ -139,7 +139,7 @@ pub(crate) mod contract {
         assert_eq!(store.purge_expired(20_000).await.unwrap(), 1);
         assert_eq!(store.get(c).await.unwrap(), None);
         assert!(store.tokens_of("bob").await.unwrap().is_empty());
-        assert_eq!(store.len().await.unwrap(), 1);
+        assert_eq!(store.count().await.unwrap(), 1);
     }
 }
 

@@ -184,7 +184,7 @@ impl TokenStore for RedbStore {
         .await
     }
 
-    async fn len(&self) -> Result<u64, StoreError> {
+    async fn count(&self) -> Result<u64, StoreError> {
         self.blocking(|db| {
             let txn = db.begin_read().map_err(io)?;
             txn.open_table(TOKENS).map_err(io)?.len().map_err(io)

@@ -1,0 +1,421 @@
+//! The real binary as an operator runs it: restarts and crashes, signals, config errors, the CLI,
+//! the README's demo session, and what its logs must never contain.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_authgate");
+const APP: &str = "proc";
+
+struct Proc {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Proc {
+    /// Start `authgate run` with a config file; stdout+stderr go to a log file.
+    fn start(dir: &Path, config_yaml: &str, log_level: &str) -> Proc {
+        let config = dir.join("authgate.yaml");
+        std::fs::write(&config, config_yaml).unwrap();
+        let log = dir.join(format!("log-{}.txt", free_port()));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .current_dir(dir)
+            .env("RUST_LOG", log_level)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Proc { child, log }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config_yaml(
+    listen: u16,
+    admin: u16,
+    upstream: std::net::SocketAddr,
+    data: &Path,
+    extra: &str,
+) -> String {
+    format!(
+        "listen: 127.0.0.1:{listen}\nadmin:\n  listen: 127.0.0.1:{admin}\nusers_file: {users}\n\
+         demo_upstream: null\ndefault_upstream: main\nupstreams:\n  main:\n    addresses: [\"{upstream}\"]\n\
+         store:\n  data_dir: {data}\n{extra}",
+        users = users_file().display(),
+        data = data.display(),
+    )
+}
+
+#[tokio::test]
+async fn tokens_survive_a_crash_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let port = free_port();
+    let yaml = config_yaml(
+        port,
+        free_port(),
+        upstream.addr,
+        &dir.path().join("data"),
+        "",
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    let mut first = Proc::start(dir.path(), &yaml, "warn");
+    wait_connectable(addr);
+    let kept = token(&base, "admin", ADMIN_PASSWORD, APP).await;
+    let revoked = token(&base, "admin", ADMIN_PASSWORD, APP).await;
+    let body = format!("gwos-api-token={revoked}&gwos-app-name={APP}");
+    assert_eq!(
+        text(post_form(&format!("{base}/api/auth/logout"), &body).await)
+            .await
+            .0,
+        200
+    );
+    // A crash: no shutdown, no flush.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+
+    let _second = Proc::start(dir.path(), &yaml, "warn");
+    wait_connectable(addr);
+    assert_eq!(
+        get_with(&format!("{base}/after"), &kept, APP)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(upstream.last().header("x-authgate-user"), Some("admin"));
+    assert_eq!(
+        get_with(&format!("{base}/after"), &revoked, APP)
+            .await
+            .status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_then_exits_well_within_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let port = free_port();
+    let yaml = config_yaml(
+        port,
+        free_port(),
+        upstream.addr,
+        &dir.path().join("data"),
+        "",
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let mut proc = Proc::start(dir.path(), &yaml, "info");
+    wait_connectable(format!("127.0.0.1:{port}").parse().unwrap());
+    let t = token(&base, "admin", ADMIN_PASSWORD, APP).await;
+
+    let slow = tokio::spawn({
+        let (base, t) = (base.clone(), t.clone());
+        async move { get_with(&format!("{base}/slow"), &t, APP).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let signalled = Instant::now();
+    proc.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err(),
+        "no new connections after SIGTERM"
+    );
+    let resp = slow.await.unwrap();
+    assert_eq!(
+        text(resp).await,
+        (200, "slow ok".into()),
+        "the in-flight request completed"
+    );
+    let status = proc
+        .wait_exit(Duration::from_secs(9))
+        .expect("exited before the 10 s grace");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        signalled.elapsed()
+    );
+}
+
+#[test]
+fn sigint_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let port = free_port();
+    let yaml = config_yaml(
+        port,
+        free_port(),
+        upstream.addr,
+        &dir.path().join("data"),
+        "",
+    );
+    let mut proc = Proc::start(dir.path(), &yaml, "warn");
+    wait_connectable(format!("127.0.0.1:{port}").parse().unwrap());
+    proc.signal("INT");
+    assert!(proc.wait_exit(Duration::from_secs(2)).is_some());
+}
+
+#[test]
+fn a_bad_config_stops_start_up_naming_the_key_before_anything_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cases = [
+        (
+            format!("listen: 127.0.0.1:{port}\ngwos:\n  idle_timeout_sconds: 5\n"),
+            "idle_timeout_sconds",
+        ),
+        (
+            format!("listen: 127.0.0.1:{port}\ndefault_upstream: nowhere\n"),
+            "default_upstream",
+        ),
+        (
+            format!("listen: 127.0.0.1:{port}\nusers_file: /nonexistent/users.yaml\n"),
+            "users_file",
+        ),
+    ];
+    for (yaml, key) in cases {
+        let mut proc = Proc::start(dir.path(), &yaml, "warn");
+        let status = proc.wait_exit(Duration::from_secs(10)).expect("exits");
+        assert_eq!(status.code(), Some(2), "{yaml}");
+        assert!(proc.logs().contains(key), "{key}: {}", proc.logs());
+        assert!(std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err());
+    }
+}
+
+#[test]
+fn check_config_and_hash_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        format!(
+            "users_file: {}\npublic_paths: [/api/noma]\n",
+            users_file().display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "routes:\n  - prefix: /x\n    upstream: ghost\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("routes[0].upstream") && stderr.contains("ghost"),
+        "{stderr}"
+    );
+    let plain = dir.path().join("plain.yaml");
+    std::fs::write(
+        &plain,
+        "users:\n  eve:\n    password_hash: letmein\n    role: admin\n",
+    )
+    .unwrap();
+    std::fs::write(&bad, format!("users_file: {}\n", plain.display())).unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("users.eve.password_hash") && !stderr.contains("letmein"),
+        "{stderr}"
+    );
+
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"s3cret pass\n")
+        .unwrap();
+    let mut phc = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut phc)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let phc = phc.trim();
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    let users = format!("users:\n  u:\n    password_hash: '{phc}'\n    role: admin\n");
+    let parsed = authgate::auth::users::UserDirectory::parse(&users).unwrap();
+    assert!(parsed.get("u").is_some());
+}
+
+/// The README's session, on the embedded defaults (fixed ports 8080/9091/8081, demo users).
+#[tokio::test]
+async fn readme_demo_session_on_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::fs::File::create(dir.path().join("log.txt")).unwrap();
+    let child = Command::new(BIN)
+        .arg("run")
+        .current_dir(dir.path())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let proc = Proc {
+        child,
+        log: dir.path().join("log.txt"),
+    };
+    let base = "http://127.0.0.1:8080";
+    wait_connectable("127.0.0.1:8080".parse().unwrap());
+    wait_connectable("127.0.0.1:8081".parse().unwrap());
+    let t = token(base, "admin", "admin-demo", "demo").await;
+    let resp = get_with(&format!("{base}/api/hello"), &t, "demo").await;
+    assert_eq!(resp.status(), 200, "{}", proc.logs());
+    let echo: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(echo["user"], "admin");
+    assert_eq!(echo["path"], "/api/hello");
+    let reader = token(base, "reader", "reader-demo", "demo").await;
+    assert_eq!(
+        http()
+            .post(format!("{base}/api/hello"))
+            .header("GWOS-API-TOKEN", &reader)
+            .header("GWOS-APP-NAME", "demo")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let body = format!("gwos-api-token={t}&gwos-app-name=demo");
+    assert_eq!(
+        text(post_form(&format!("{base}/api/auth/validatetoken"), &body).await).await,
+        (200, "true".into())
+    );
+    assert_eq!(
+        text(post_form(&format!("{base}/api/auth/logout"), &body).await).await,
+        (200, "true".into())
+    );
+    assert_eq!(
+        get_with(&format!("{base}/api/hello"), &t, "demo")
+            .await
+            .status(),
+        401
+    );
+    assert!(
+        dir.path().join("authgate-data/tokens.redb").exists(),
+        "the default store is durable, in ./authgate-data"
+    );
+    drop(proc);
+}
+
+/// Trace-level logs of a whole session hold no token and no password, in any encoding.
+#[tokio::test]
+async fn no_secret_in_any_log_line_at_trace_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let port = free_port();
+    let yaml = config_yaml(
+        port,
+        free_port(),
+        upstream.addr,
+        &dir.path().join("data"),
+        "log:\n  format: json\n",
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let proc = Proc::start(dir.path(), &yaml, "trace");
+    wait_connectable(format!("127.0.0.1:{port}").parse().unwrap());
+
+    let t = token(&base, "admin", ADMIN_PASSWORD, APP).await;
+    let _ = login(&base, "admin", "wrong-but-secret-pw", APP).await;
+    let _ = login(&base, "nosuchuser", "another-secret-pw", APP).await;
+    assert_eq!(
+        get_with(&format!("{base}/a?q=1"), &t, APP).await.status(),
+        200
+    );
+    let _ = get_with(&format!("{base}/a"), &t, "wrong-app").await;
+    let _ = get_with(
+        &format!("{base}/a"),
+        "ffffffff-ffff-4fff-8fff-ffffffffffff",
+        APP,
+    )
+    .await;
+    let body = format!("gwos-api-token={t}&gwos-app-name={APP}");
+    let _ = post_form(&format!("{base}/api/auth/validatetoken"), &body).await;
+    let _ = post_form(&format!("{base}/api/auth/logout"), &body).await;
+    let _ = get_with(&format!("{base}/a"), &t, APP).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let logs = proc.logs();
+    assert!(
+        logs.contains("authgate::access"),
+        "logs were captured: {}",
+        &logs[..logs.len().min(500)]
+    );
+    assert!(logs.contains("authgate::audit"), "audit events were logged");
+    let secrets = [
+        t.clone(),
+        ADMIN_PASSWORD.to_string(),
+        b64(ADMIN_PASSWORD),
+        "wrong-but-secret-pw".into(),
+        b64("wrong-but-secret-pw"),
+        "another-secret-pw".into(),
+        b64("another-secret-pw"),
+        "ffffffff-ffff-4fff-8fff-ffffffffffff".into(),
+    ];
+    for secret in secrets {
+        if let Some(line) = logs.lines().find(|l| l.contains(&secret)) {
+            panic!("secret {secret:?} found in logs: {line}");
+        }
+    }
+}
