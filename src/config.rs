@@ -576,6 +576,41 @@ mod tests {
     }
 
     #[test]
+    fn shipped_config_is_valid_and_shows_the_defaults() {
+        let shipped = Config::parse(include_str!("../conf/authgate.yaml")).unwrap();
+        shipped.validate().unwrap();
+        let d = Config::default();
+        assert_eq!(shipped.listen, d.listen);
+        assert_eq!(shipped.admin.listen, d.admin.listen);
+        assert_eq!(
+            shipped.shutdown.grace_period_seconds,
+            d.shutdown.grace_period_seconds
+        );
+        assert_eq!(shipped.store.data_dir, d.store.data_dir);
+        assert_eq!(shipped.demo_upstream, d.demo_upstream);
+        assert_eq!(shipped.default_upstream, d.default_upstream);
+        assert_eq!(
+            shipped.upstreams["demo"].addresses,
+            d.upstreams["demo"].addresses
+        );
+        assert_eq!(
+            shipped.gwos.idle_timeout_seconds,
+            d.gwos.idle_timeout_seconds
+        );
+        assert_eq!(shipped.gwos.reader_post_paths, d.gwos.reader_post_paths);
+        assert_eq!(
+            shipped.limits.auth_body_max_bytes,
+            d.limits.auth_body_max_bytes
+        );
+        assert_eq!(shipped.cache.capacity, d.cache.capacity);
+        assert_eq!(
+            shipped.cache.negative_ttl_seconds,
+            d.cache.negative_ttl_seconds
+        );
+        assert_eq!(shipped.log.format, d.log.format);
+    }
+
+    #[test]
     fn failed_login_status_parses_both_codes() {
         let c = Config::parse("gwos:\n  failed_login_status: \"404\"\n").unwrap();
         assert_eq!(c.gwos.failed_login_status.code(), 404);

@@ -150,6 +150,16 @@ mod tests {
     }
 
     #[test]
+    fn example_users_file_loads() {
+        let d = UserDirectory::parse(include_str!("../../conf/users.example.yaml")).unwrap();
+        assert_eq!(d.get("operator").unwrap().role, Role::Reader);
+        assert_eq!(
+            d.get("RESTAPIACCESS").unwrap().profile.available_storage,
+            29_301_996_265
+        );
+    }
+
+    #[test]
     fn plain_text_password_is_refused_with_its_key() {
         let err =
             UserDirectory::parse("users:\n  bob:\n    password_hash: hunter2\n    role: admin\n")
