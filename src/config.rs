@@ -49,7 +49,10 @@ pub struct Config {
     pub default_upstream: String,
     /// Path prefixes forwarded without a token.
     pub public_paths: Vec<String>,
+    /// How often the users file is checked for changes (and reloaded when it changed).
+    pub users_reload_interval_seconds: u64,
     pub gwos: GwosConfig,
+    pub iogates: IogatesConfig,
     pub cors: CorsConfig,
     pub forwarding: ForwardingConfig,
     pub limits: LimitsConfig,
@@ -147,6 +150,13 @@ pub struct GwosConfig {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct IogatesConfig {
+    /// Maximum lifetime of an ioGates token; absent = none (they live until revoked).
+    pub max_lifetime_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct EncryptionConfig {
     /// Passwords arrive Jasypt-encrypted instead of Base64.
     pub enabled: bool,
@@ -170,6 +180,8 @@ pub struct ForwardingConfig {
     pub user_header: String,
     pub role_header: String,
     pub app_header: String,
+    /// Set to the share id for share tokens.
+    pub share_header: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -239,12 +251,14 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             store: StoreConfig::default(),
             users_file: None,
+            users_reload_interval_seconds: 5,
             demo_upstream: Some(DEMO_UPSTREAM_ADDR.into()),
             upstreams,
             routes: Vec::new(),
             default_upstream: "demo".into(),
             public_paths: Vec::new(),
             gwos: GwosConfig::default(),
+            iogates: IogatesConfig::default(),
             cors: CorsConfig::default(),
             forwarding: ForwardingConfig::default(),
             limits: LimitsConfig::default(),
@@ -320,6 +334,7 @@ impl Default for ForwardingConfig {
             user_header: "X-Authgate-User".into(),
             role_header: "X-Authgate-Role".into(),
             app_header: "X-Authgate-App".into(),
+            share_header: "X-Authgate-Share".into(),
         }
     }
 }
@@ -458,6 +473,15 @@ impl Config {
                 "must be above 0 (or absent)",
             ));
         }
+        if self.iogates.max_lifetime_seconds == Some(0) {
+            return Err(invalid(
+                "iogates.max_lifetime_seconds",
+                "must be above 0 (or absent)",
+            ));
+        }
+        if self.users_reload_interval_seconds == 0 {
+            return Err(invalid("users_reload_interval_seconds", "must be above 0"));
+        }
         if self.gwos.max_tokens_per_user == Some(0) {
             return Err(invalid(
                 "gwos.max_tokens_per_user",
@@ -468,6 +492,7 @@ impl Config {
             ("forwarding.user_header", &self.forwarding.user_header),
             ("forwarding.role_header", &self.forwarding.role_header),
             ("forwarding.app_header", &self.forwarding.app_header),
+            ("forwarding.share_header", &self.forwarding.share_header),
         ] {
             if http::HeaderName::from_bytes(value.as_bytes()).is_err() {
                 return Err(invalid(

@@ -95,7 +95,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         config.password_hashing.max_concurrent,
         config.password_hashing.max_waiting,
     );
-    let policy = TokenPolicy::from_config(&config.gwos, config.limits.max_token_length);
+    let policy = TokenPolicy::from_config(config);
     let auth = Arc::new(Authenticator::new(users, verifier, cache, jasypt, policy));
 
     let conf = ServerConf {
@@ -127,6 +127,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
             user: header_name(&config.forwarding.user_header),
             role: header_name(&config.forwarding.role_header),
             app: header_name(&config.forwarding.app_header),
+            share: header_name(&config.forwarding.share_header),
         },
         auth_body_limit: config.limits.auth_body_max_bytes,
         auth_body_timeout: Duration::from_millis(config.limits.auth_body_timeout_ms),
@@ -161,6 +162,15 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         server.add_service(demo);
     }
 
+    if let Some(path) = &config.users_file {
+        let reload = UsersReload {
+            path: path.clone(),
+            auth: auth.clone(),
+            every: Duration::from_secs(config.users_reload_interval_seconds),
+        };
+        server.add_service(background_service("users reload", reload));
+    }
+
     let purge = StorePurge {
         store,
         every: Duration::from_secs(config.store.purge_interval_seconds),
@@ -188,6 +198,67 @@ impl BackgroundService for StorePurge {
                     Ok(n) => tracing::info!(purged = n, "expired tokens purged"),
                     Err(e) => tracing::warn!(error = %e, "token purge failed"),
                 },
+            }
+        }
+    }
+}
+
+/// Reloads the users file when its content changes (e.g. a Kubernetes secret update). A file that
+/// no longer parses is refused with an error log, and the previous users stay in force.
+struct UsersReload {
+    path: std::path::PathBuf,
+    auth: Arc<Authenticator>,
+    every: Duration,
+}
+
+impl UsersReload {
+    fn digest(bytes: &[u8]) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(bytes).into()
+    }
+
+    async fn reload(&self, text: &str) {
+        match UserDirectory::parse(text) {
+            Ok(directory) => {
+                let (users, shares) = (directory.len(), directory.shares().count());
+                match self.auth.replace_users(directory).await {
+                    Ok(revoked) => tracing::info!(
+                        target: "authgate::audit",
+                        event = "config_reload",
+                        file = %self.path.display(),
+                        users,
+                        shares,
+                        revoked,
+                    ),
+                    Err(e) => {
+                        tracing::error!(error = %e, "users reloaded, but revoking removed subjects failed")
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(file = %self.path.display(), error = %e, "users file not reloaded")
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for UsersReload {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut last = std::fs::read(&self.path).map(|b| Self::digest(&b)).ok();
+        let mut ticks = tokio::time::interval(self.every);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = ticks.tick() => {
+                    let Ok(bytes) = tokio::fs::read(&self.path).await else { continue };
+                    let digest = Self::digest(&bytes);
+                    if last != Some(digest) {
+                        last = Some(digest);
+                        self.reload(&String::from_utf8_lossy(&bytes)).await;
+                    }
+                }
             }
         }
     }

@@ -51,12 +51,13 @@ impl GwosApi<'_> {
     }
 
     /// Check the credentials and issue a token; the shared core of both login shapes.
+    /// The token and the user's name, or the failure (with whom it concerned).
     async fn login_core(
         &self,
         user: &str,
         password: &str,
         app_name: &str,
-    ) -> Result<String, (Outcome, Option<String>)> {
+    ) -> Result<(String, String), (Outcome, Option<String>)> {
         let user = match self.auth.check_gwos_credentials(user, password).await {
             Ok(u) => u,
             Err(LoginError::BadCredentials(reason)) => {
@@ -67,8 +68,8 @@ impl GwosApi<'_> {
             Err(LoginError::Overloaded) => return Err((overloaded(), None)),
             Err(LoginError::Store(e)) => return Err((store_unavailable(&e), None)),
         };
-        match self.auth.issue_gwos_token(user, app_name).await {
-            Ok(token) => Ok(token),
+        match self.auth.issue_gwos_token(&user, app_name).await {
+            Ok(token) => Ok((token, user.name.clone())),
             Err(e) => Err((store_unavailable(&e), Some(user.name.clone()))),
         }
     }
@@ -80,8 +81,7 @@ impl GwosApi<'_> {
         };
         let (user, password, app_name) = (values[0], values[1], values[2]);
         match self.login_core(user, password, app_name).await {
-            Ok(token) => {
-                let name = self.auth.find_user(user).map_or(user, |u| u.name.as_str());
+            Ok((token, name)) => {
                 Outcome::new(Reply::text(200, token).no_store(), "success").for_user(name)
             }
             Err((outcome, who)) => match who {
@@ -115,7 +115,7 @@ impl GwosApi<'_> {
             .login_core(&request.name, &request.password, app_name)
             .await
         {
-            Ok(token) => {
+            Ok((token, name)) => {
                 let body = serde_json::to_vec(&Response {
                     name: &request.name,
                     access_token: &token,
@@ -127,7 +127,7 @@ impl GwosApi<'_> {
                     body: body.into(),
                     headers: Vec::new(),
                 };
-                Outcome::new(reply.no_store(), "success").for_user(request.name.clone())
+                Outcome::new(reply.no_store(), "success").for_user(name)
             }
             // GW8 clients treat any 401 whose body mentions `password` as bad credentials.
             Err((mut outcome, who)) => {

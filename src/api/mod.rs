@@ -2,6 +2,8 @@
 
 pub mod form;
 pub mod gwos;
+pub mod iogates;
+pub mod revocation;
 
 use crate::proxy::reply::Reply;
 

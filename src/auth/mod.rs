@@ -1,23 +1,29 @@
 //! Authentication and authorisation: users, passwords, tokens, and the decisions built on them.
 //! Protocol-free: the wire contracts live in `api`, the HTTP plumbing in `proxy`.
 
+pub mod access;
 pub mod jasypt;
 pub mod password;
+pub mod shares;
 pub mod token;
 pub mod users;
 
+pub use access::{CredentialSource, Credentials, Denial, Principal};
+
 use crate::cache::{CachedToken, Lookup, TokenCache};
-use crate::config::GwosConfig;
+use crate::config::Config;
 use crate::store::{now_ms, StoreError, TokenKind, TokenRecord};
+use arc_swap::ArcSwap;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use jasypt::JasyptKey;
 use password::{Overloaded, PasswordVerifier};
+use shares::Share;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use token::TokenHash;
-use users::{Role, Status, User, UserDirectory};
+use users::{Status, User, UserDirectory};
 
 /// Why a login failed. Every credential problem is the same `BadCredentials` to the client.
 #[derive(Debug, thiserror::Error)]
@@ -56,65 +62,7 @@ impl From<Overloaded> for LoginError {
     }
 }
 
-/// Why a forwarded request was not let through; mapped to a status in one place (`proxy::reply`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Denial {
-    /// No credential at all.
-    Missing,
-    /// A GWOS token without an app name.
-    MissingAppName,
-    /// Unknown, revoked or malformed token.
-    Invalid,
-    Expired,
-    /// The token was issued for another app name.
-    AppMismatch,
-    /// Authenticated, but the role does not allow this method and path.
-    Forbidden,
-    /// The token store did not answer.
-    Unavailable,
-}
-
-impl Denial {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Denial::Missing => "missing",
-            Denial::MissingAppName => "missing_app_name",
-            Denial::Invalid => "invalid",
-            Denial::Expired => "expired",
-            Denial::AppMismatch => "app_mismatch",
-            Denial::Forbidden => "forbidden",
-            Denial::Unavailable => "unavailable",
-        }
-    }
-}
-
-/// The credentials a forwarded request carries (already trimmed; empty counts as absent).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Credentials<'a> {
-    pub token: Option<&'a str>,
-    pub app_name: Option<&'a str>,
-}
-
-/// Who a forwarded request acts as.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub token: Arc<CachedToken>,
-    pub cache_hit: bool,
-}
-
-impl Principal {
-    pub fn subject(&self) -> &str {
-        &self.token.record.subject
-    }
-    pub fn role(&self) -> Role {
-        self.token.record.role
-    }
-    pub fn app_name(&self) -> &str {
-        &self.token.record.app_name
-    }
-}
-
-/// Token lifetime and role settings, from `gwos:` in the config.
+/// Token lifetime and role settings, from `gwos:`, `iogates:` and `limits:` in the config.
 #[derive(Debug, Clone)]
 pub struct TokenPolicy {
     pub idle_timeout_ms: u64,
@@ -122,22 +70,36 @@ pub struct TokenPolicy {
     pub max_tokens_per_user: Option<usize>,
     pub reader_post_paths: Vec<String>,
     pub max_token_length: usize,
+    /// ioGates tokens: no expiry unless set.
+    pub iogates_max_lifetime_ms: Option<u64>,
 }
 
 impl TokenPolicy {
-    pub fn from_config(gwos: &GwosConfig, max_token_length: usize) -> TokenPolicy {
+    pub fn from_config(config: &Config) -> TokenPolicy {
+        let gwos = &config.gwos;
         TokenPolicy {
             idle_timeout_ms: gwos.idle_timeout_seconds.saturating_mul(1000),
             max_lifetime_ms: gwos.max_lifetime_seconds.map(|s| s.saturating_mul(1000)),
             max_tokens_per_user: gwos.max_tokens_per_user,
             reader_post_paths: gwos.reader_post_paths.clone(),
-            max_token_length,
+            max_token_length: config.limits.max_token_length,
+            iogates_max_lifetime_ms: config
+                .iogates
+                .max_lifetime_seconds
+                .map(|s| s.saturating_mul(1000)),
         }
     }
 }
 
+/// The account (and, for a share login, the share) an ioGates token is issued for.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub account: Arc<User>,
+    pub share: Option<Arc<Share>>,
+}
+
 pub struct Authenticator {
-    users: UserDirectory,
+    users: ArcSwap<UserDirectory>,
     verifier: PasswordVerifier,
     cache: TokenCache,
     jasypt: Option<JasyptKey>,
@@ -176,7 +138,7 @@ impl Authenticator {
         policy: TokenPolicy,
     ) -> Authenticator {
         Authenticator {
-            users,
+            users: ArcSwap::from_pointee(users),
             verifier,
             cache,
             jasypt,
@@ -192,12 +154,19 @@ impl Authenticator {
         &self.verifier
     }
 
-    /// A user as named by a client: Base64 of the name (GW7) or the raw name (GW8).
-    pub fn find_user(&self, given: &str) -> Option<&User> {
+    /// The users and shares as configured now.
+    pub fn users(&self) -> Arc<UserDirectory> {
+        self.users.load_full()
+    }
+
+    /// A user as named by a GWOS client: Base64 of the name (GW7) or the raw name (GW8).
+    pub fn find_user(&self, given: &str) -> Option<Arc<User>> {
+        let directory = self.users.load();
         lenient_base64(given)
             .and_then(|bytes| String::from_utf8(bytes).ok())
-            .and_then(|name| self.users.get(&name))
-            .or_else(|| self.users.get(given))
+            .and_then(|name| directory.get(&name))
+            .or_else(|| directory.get(given))
+            .cloned()
     }
 
     /// The plain password: Jasypt-decrypted in encrypted mode, Base64-decoded otherwise.
@@ -214,10 +183,33 @@ impl Authenticator {
         &self,
         user_given: &str,
         password_given: &str,
-    ) -> Result<&User, LoginError> {
+    ) -> Result<Arc<User>, LoginError> {
         let user = self.find_user(user_given);
         let password = self.plain_password(password_given);
-        let hash = user.filter(|_| password.is_some()).map(|u| &u.password);
+        self.check_password(user, password).await
+    }
+
+    /// Check a plain password (ioGates sends it as is, inside TLS) for an exact user name.
+    pub async fn check_user_password(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<Arc<User>, LoginError> {
+        let user = self.users.load().get(name).cloned();
+        self.check_password(user, Some(password.to_string())).await
+    }
+
+    /// One password verification whatever the outcome (a dummy hash for unknown users), so that
+    /// timing tells nothing about which part was wrong.
+    async fn check_password(
+        &self,
+        user: Option<Arc<User>>,
+        password: Option<String>,
+    ) -> Result<Arc<User>, LoginError> {
+        let hash = user
+            .as_ref()
+            .filter(|_| password.is_some())
+            .map(|u| &u.password);
         let matched = self
             .verifier
             .verify(hash, password.clone().unwrap_or_default())
@@ -331,67 +323,102 @@ impl Authenticator {
         }
     }
 
-    /// The whole decision for a forwarded request: who it is and whether it may do this.
-    pub async fn authorize(
-        &self,
-        credentials: Credentials<'_>,
-        method: &http::Method,
-        normalized_path: &str,
-    ) -> Result<Principal, Denial> {
-        let Some(token) = credentials.token else {
-            return Err(Denial::Missing);
-        };
-        if !plausible_token(token, self.policy.max_token_length) {
-            return Err(if credentials.app_name.is_none() {
-                Denial::MissingAppName
-            } else {
-                Denial::Invalid
-            });
+    /// The share a client's share URL names, if usable now: known, not expired, owner active.
+    pub fn share_grant(&self, url: &str) -> Option<Grant> {
+        let directory = self.users.load();
+        let share = directory.share_by_url(url)?;
+        if share.is_expired_at(now_ms()) {
+            return None;
         }
-        let now = now_ms();
-        let lookup = self
-            .cache
-            .lookup(TokenHash::of(token), now)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "token store lookup failed");
-                Denial::Unavailable
-            })?;
-        let (cached, cache_hit) = match lookup {
-            Lookup::Valid { token, cache_hit } => (token, cache_hit),
-            // GWOS clients without an app name get 400 whatever the token: the contract.
-            _ if credentials.app_name.is_none() => return Err(Denial::MissingAppName),
-            Lookup::Unknown { .. } => return Err(Denial::Invalid),
-            Lookup::Expired => return Err(Denial::Expired),
-        };
-        if cached.record.kind == TokenKind::Gwos {
-            let Some(app_name) = credentials.app_name else {
-                return Err(Denial::MissingAppName);
-            };
-            if !ct_eq(&cached.record.app_name, app_name) {
-                return Err(Denial::AppMismatch);
-            }
-        }
-        if !self.role_allows(cached.record.role, method, normalized_path) {
-            return Err(Denial::Forbidden);
-        }
-        self.cache.touch(&cached, now);
-        Ok(Principal {
-            token: cached,
-            cache_hit,
+        let account = directory.active(&share.owner)?.clone();
+        Some(Grant {
+            account,
+            share: Some(share.clone()),
         })
     }
 
-    fn role_allows(&self, role: Role, method: &http::Method, path: &str) -> bool {
-        match role {
-            Role::Admin => true,
-            Role::Reader => {
-                method == http::Method::GET
-                    || method == http::Method::HEAD
-                    || (method == http::Method::POST
-                        && self.policy.reader_post_paths.iter().any(|p| p == path))
+    /// Issue an ioGates token. A client logs in again on every run: the earlier token of the same
+    /// account or share and the same device is retired, so tokens do not pile up.
+    pub async fn issue_iogates_token(
+        &self,
+        grant: &Grant,
+        device_id: Option<&str>,
+    ) -> Result<String, StoreError> {
+        let subject = grant
+            .share
+            .as_ref()
+            .map_or_else(|| grant.account.name.clone(), |s| s.subject());
+        let now = now_ms();
+        let lifetime_end = self
+            .policy
+            .iogates_max_lifetime_ms
+            .map(|l| now.saturating_add(l));
+        let share_end = grant.share.as_ref().and_then(|s| s.expires_at);
+        let max_expires_at = match (lifetime_end, share_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let token = token::new_opaque_token();
+        let hash = TokenHash::of(&token);
+        let record = TokenRecord {
+            kind: TokenKind::Iogates,
+            subject: subject.clone(),
+            role: grant.account.role,
+            app_name: String::new(),
+            device_id: device_id.map(String::from),
+            issued_at: now,
+            last_used: now,
+            idle_timeout_ms: None,
+            max_expires_at,
+        };
+        let store = self.cache.store();
+        let earlier = store.tokens_of(&subject).await?;
+        store.insert(hash, record.clone()).await?;
+        self.cache.remember(hash, record, now).await;
+        for (old, r) in earlier {
+            if r.kind == TokenKind::Iogates && r.device_id.as_deref() == device_id {
+                self.revoke(old).await?;
             }
         }
+        Ok(token)
+    }
+
+    /// Revoke one token by its value; `false` when it was unknown.
+    pub async fn revoke_token(&self, token: &str) -> Result<bool, StoreError> {
+        if !plausible_token(token, self.policy.max_token_length) {
+            return Ok(false);
+        }
+        self.revoke(TokenHash::of(token)).await
+    }
+
+    /// Revoke every token of a user or share subject; returns how many.
+    pub async fn revoke_subject(&self, subject: &str) -> Result<usize, StoreError> {
+        let tokens = self.cache.store().tokens_of(subject).await?;
+        let mut revoked = 0;
+        for (hash, _) in tokens {
+            if self.revoke(hash).await? {
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+
+    /// Swap in a reloaded users file. Tokens of users and shares no longer in it are revoked (they
+    /// were already refused from the moment of the swap).
+    pub async fn replace_users(&self, new: UserDirectory) -> Result<usize, StoreError> {
+        let old = self.users.swap(Arc::new(new));
+        let new = self.users.load();
+        let mut gone: Vec<String> = old
+            .shares()
+            .filter(|s| new.share(&s.id).is_none())
+            .map(|s| s.subject())
+            .collect();
+        gone.extend(old.names().filter(|n| new.get(n).is_none()).cloned());
+        let mut revoked = 0;
+        for subject in gone {
+            revoked += self.revoke_subject(&subject).await?;
+        }
+        Ok(revoked)
     }
 }
 

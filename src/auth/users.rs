@@ -1,9 +1,11 @@
 //! The user directory: the users file, parsed and checked once.
 
 use super::password::StoredHash;
+use super::shares::{Share, ShareEntry};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 /// The demo users started by `authgate run` without a users file (`admin` and `reader`; see README).
 pub const DEMO_USERS_YAML: &str = include_str!("../../conf/demo-users.yaml");
@@ -74,6 +76,8 @@ fn active() -> Status {
 #[serde(deny_unknown_fields)]
 struct UsersFile {
     users: BTreeMap<String, UserEntry>,
+    #[serde(default)]
+    shares: Vec<ShareEntry>,
 }
 
 #[derive(Debug, Clone)]
@@ -85,10 +89,14 @@ pub struct User {
     pub profile: Profile,
 }
 
-/// All known users, by exact (case-sensitive) name.
+/// All known users, by exact (case-sensitive) name, and the shares they own.
 #[derive(Debug, Default)]
 pub struct UserDirectory {
-    users: HashMap<String, User>,
+    users: HashMap<String, Arc<User>>,
+    /// By share URL key.
+    shares_by_key: HashMap<String, Arc<Share>>,
+    /// By share id.
+    shares_by_id: HashMap<String, Arc<Share>>,
 }
 
 impl UserDirectory {
@@ -119,13 +127,59 @@ impl UserDirectory {
                 status: entry.status,
                 profile: entry.profile,
             };
-            users.insert(name, user);
+            users.insert(name, Arc::new(user));
         }
-        Ok(UserDirectory { users })
+        let mut shares_by_key = HashMap::new();
+        let mut shares_by_id = HashMap::new();
+        for (i, entry) in file.shares.into_iter().enumerate() {
+            let share = Arc::new(Share::from_entry(i, entry)?);
+            if !users.contains_key(&share.owner) {
+                return Err(format!(
+                    "shares[{i}].owner: no user named {:?}",
+                    share.owner
+                ));
+            }
+            if shares_by_id
+                .insert(share.id.clone(), share.clone())
+                .is_some()
+            {
+                return Err(format!("shares[{i}].id: {:?} is used twice", share.id));
+            }
+            if shares_by_key.insert(share.key.clone(), share).is_some() {
+                return Err(format!("shares[{i}].url: this share URL is listed twice"));
+            }
+        }
+        Ok(UserDirectory {
+            users,
+            shares_by_key,
+            shares_by_id,
+        })
     }
 
-    pub fn get(&self, name: &str) -> Option<&User> {
+    /// The share a client's share URL names, if any.
+    pub fn share_by_url(&self, url: &str) -> Option<&Arc<Share>> {
+        self.shares_by_key.get(&super::shares::share_url_key(url)?)
+    }
+
+    pub fn share(&self, id: &str) -> Option<&Arc<Share>> {
+        self.shares_by_id.get(id)
+    }
+
+    pub fn shares(&self) -> impl Iterator<Item = &Arc<Share>> {
+        self.shares_by_id.values()
+    }
+
+    /// The active account behind a name, if it is still active.
+    pub fn active(&self, name: &str) -> Option<&Arc<User>> {
+        self.users.get(name).filter(|u| u.status == Status::Active)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<User>> {
         self.users.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.users.keys()
     }
 
     pub fn len(&self) -> usize {

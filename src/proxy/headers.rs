@@ -1,12 +1,14 @@
 //! Header work: reading credentials, stripping what clients must not choose, adding ours.
 
-use crate::auth::Credentials;
+use crate::auth::{CredentialSource, Credentials};
 use http::header::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
 pub const GWOS_API_TOKEN: &str = "gwos-api-token";
 pub const GWOS_APP_NAME: &str = "gwos-app-name";
 pub const LEGACY_APP_NAME: &str = "app-name";
+/// ioGates' own token header.
+pub const TOKEN: &str = "token";
 
 /// Stands in for a credential header that is not even text: it can never validate.
 const UNREADABLE: &str = "\u{0}";
@@ -25,11 +27,55 @@ fn single_value<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
     }
 }
 
-/// `GWOS-API-TOKEN`, and `GWOS-APP-NAME` or else the legacy `APP-NAME` (names match in any case).
+/// The token of `Authorization: Bearer <token>`.
+fn bearer(req: &RequestHeader) -> Option<&str> {
+    let value = single_value(req, "authorization")?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The token from, in this order, `GWOS-API-TOKEN`, `token`, `Authorization: Bearer`; the app name
+/// from `GWOS-APP-NAME` or else the legacy `APP-NAME` (header names match in any case). With no
+/// token at all, the source still says whether the client speaks ioGates (it always sends a
+/// `token` header, empty before it logs in).
 pub fn credentials(req: &RequestHeader) -> Credentials<'_> {
+    let app_name = single_value(req, GWOS_APP_NAME).or_else(|| single_value(req, LEGACY_APP_NAME));
+    let (token, source) = if let Some(t) = single_value(req, GWOS_API_TOKEN) {
+        (Some(t), CredentialSource::Gwos)
+    } else if let Some(t) = single_value(req, TOKEN) {
+        (Some(t), CredentialSource::TokenHeader)
+    } else if let Some(t) = bearer(req) {
+        (Some(t), CredentialSource::Bearer)
+    } else if req.headers.contains_key(TOKEN) {
+        (None, CredentialSource::TokenHeader)
+    } else {
+        (None, CredentialSource::Gwos)
+    };
     Credentials {
-        token: single_value(req, GWOS_API_TOKEN),
-        app_name: single_value(req, GWOS_APP_NAME).or_else(|| single_value(req, LEGACY_APP_NAME)),
+        token,
+        app_name,
+        source,
+    }
+}
+
+/// Remove the credentials authgate consumed: its token headers, and an `Authorization` only when it
+/// is a Bearer token (another scheme may be the backend's own business).
+pub fn remove_credentials(req: &mut RequestHeader) {
+    remove_all_spellings(
+        req,
+        &[GWOS_API_TOKEN, GWOS_APP_NAME, LEGACY_APP_NAME, TOKEN],
+    );
+    let is_bearer = req
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
+    if is_bearer {
+        req.remove_header(&http::header::AUTHORIZATION);
     }
 }
 
@@ -74,11 +120,17 @@ pub struct IdentityHeaders {
     pub user: HeaderName,
     pub role: HeaderName,
     pub app: HeaderName,
+    pub share: HeaderName,
 }
 
 impl IdentityHeaders {
-    pub fn names(&self) -> [&str; 3] {
-        [self.user.as_str(), self.role.as_str(), self.app.as_str()]
+    pub fn names(&self) -> [&str; 4] {
+        [
+            self.user.as_str(),
+            self.role.as_str(),
+            self.app.as_str(),
+            self.share.as_str(),
+        ]
     }
 }
 
@@ -155,6 +207,48 @@ mod tests {
         assert_eq!(credentials(&r).token, None);
         let r = req(&[("GWOS-API-TOKEN", "a"), ("gwos-api-token", "b")]);
         assert_eq!(credentials(&r).token, Some(UNREADABLE));
+    }
+
+    #[test]
+    fn iogates_token_header_and_bearer_in_order() {
+        let cases: [(&[(&str, &str)], Option<&str>, CredentialSource); 5] = [
+            (
+                &[("token", "t1"), ("Authorization", "Bearer t2")],
+                Some("t1"),
+                CredentialSource::TokenHeader,
+            ),
+            (
+                &[("token", ""), ("Authorization", "bearer  t2 ")],
+                Some("t2"),
+                CredentialSource::Bearer,
+            ),
+            (
+                &[("GWOS-API-TOKEN", "g"), ("token", "t1")],
+                Some("g"),
+                CredentialSource::Gwos,
+            ),
+            (&[("token", "")], None, CredentialSource::TokenHeader),
+            (
+                &[("Authorization", "Basic dTpw")],
+                None,
+                CredentialSource::Gwos,
+            ),
+        ];
+        for (headers, token, source) in cases {
+            let r = req(headers);
+            let c = credentials(&r);
+            assert_eq!((c.token, c.source), (token, source), "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn only_bearer_authorization_is_removed() {
+        let mut r = req(&[("Authorization", "Basic dTpw"), ("token", "t")]);
+        remove_credentials(&mut r);
+        assert_eq!(r.headers.len(), 1);
+        let mut r = req(&[("Authorization", "Bearer x")]);
+        remove_credentials(&mut r);
+        assert!(r.headers.is_empty());
     }
 
     #[test]

@@ -7,7 +7,7 @@ pub mod route;
 
 use crate::api::form::Params;
 use crate::api::gwos::{GwosApi, LOGIN_BAD_REQUEST, TOKEN_BAD_REQUEST};
-use crate::api::Outcome;
+use crate::api::{iogates, revocation, Outcome};
 use crate::auth::{Authenticator, Denial, Principal};
 use crate::upstream::Upstreams;
 use async_trait::async_trait;
@@ -105,9 +105,25 @@ impl Gateway {
             failed_login_status: self.settings.failed_login_status,
         };
         let req = session.req_header();
-        if route == Route::AuthenticatePassword {
-            let creds = headers::credentials(req);
-            return api.authenticate_password(&body, creds.app_name).await;
+        let credentials = headers::credentials(req);
+        match route {
+            Route::AuthenticatePassword => {
+                return api.authenticate_password(&body, credentials.app_name).await
+            }
+            Route::AuthToken => {
+                let content_type = req
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok());
+                return iogates::authtoken(&self.auth, &body, content_type).await;
+            }
+            Route::RevokeToken => {
+                return revocation::revoke_presented(&self.auth, credentials).await
+            }
+            Route::AdminRevoke => {
+                return revocation::admin_revoke(&self.auth, credentials, &body).await
+            }
+            _ => {}
         }
         let params = match Params::parse(&body, req.uri.query()) {
             Ok(p) => p,
@@ -181,9 +197,10 @@ impl ProxyHttp for Gateway {
                     return Ok(false);
                 }
                 let wants_json = headers::wants_json(req);
+                let credentials = headers::credentials(req);
                 match self
                     .auth
-                    .authorize(headers::credentials(req), &req.method, &ctx.path)
+                    .authorize(credentials, &req.method, &ctx.path)
                     .await
                 {
                     Ok(principal) => {
@@ -192,7 +209,7 @@ impl ProxyHttp for Gateway {
                     }
                     Err(denial) => {
                         ctx.denial = Some(denial);
-                        Reply::denial(denial, wants_json)
+                        Reply::denial(denial, credentials.source, wants_json)
                     }
                 }
             }
@@ -200,7 +217,7 @@ impl ProxyHttp for Gateway {
             Route::WrongMethod(allow) => Reply::method_not_allowed(allow),
             route => {
                 let outcome = self.answer_auth_call(session, route).await;
-                if route != Route::ValidateToken {
+                if route != Route::ValidateToken && route != Route::AdminRevoke {
                     audit(session, route, &outcome);
                 }
                 ctx.result = Some(outcome.result);
@@ -236,20 +253,16 @@ impl ProxyHttp for Gateway {
         let identity = &self.settings.identity;
         headers::remove_all_spellings(upstream, &identity.names());
         if !self.settings.keep_credentials {
-            headers::remove_all_spellings(
-                upstream,
-                &[
-                    headers::GWOS_API_TOKEN,
-                    headers::GWOS_APP_NAME,
-                    headers::LEGACY_APP_NAME,
-                ],
-            );
+            headers::remove_credentials(upstream);
         }
         if let Some(p) = &ctx.principal {
             upstream.insert_header(identity.user.clone(), p.subject())?;
-            upstream.insert_header(identity.role.clone(), p.role().as_str())?;
+            upstream.insert_header(identity.role.clone(), p.role_label())?;
             if !p.app_name().is_empty() {
                 upstream.insert_header(identity.app.clone(), p.app_name())?;
+            }
+            if let Some(share) = p.share_id() {
+                upstream.insert_header(identity.share.clone(), share)?;
             }
         }
         let client_ip = session

@@ -1,6 +1,6 @@
 //! Responses the gateway writes itself, and the one place where denials become status codes.
 
-use crate::auth::Denial;
+use crate::auth::{CredentialSource, Denial};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
@@ -60,32 +60,50 @@ impl Reply {
             .with_header(http::header::ALLOW, HeaderValue::from_static(allow))
     }
 
-    /// The answer to a refused forwarded request. GWOS clients log in again on 401, so every bad
-    /// token is 401 (never 403 or 400); only a token without an app name is 400.
-    pub fn denial(denial: Denial, wants_json: bool) -> Reply {
-        let (status, reason, text) = match denial {
-            Denial::MissingAppName => (400, "Bad Request", "Missing GWOS-APP-NAME"),
-            Denial::Missing => (401, "Unauthorized", "Missing GWOS-API-TOKEN"),
-            Denial::Invalid | Denial::Expired | Denial::AppMismatch => {
-                (401, "Unauthorized", "Invalid GWOS-API-TOKEN")
+    /// ioGates-style error: `{"message": ...}`.
+    pub fn message(status: u16, message: &str) -> Reply {
+        Reply::json(status, &serde_json::json!({ "message": message }))
+    }
+
+    /// The answer to a refused forwarded request, in the dialect of the header the token came in.
+    /// GWOS clients log in again on 401, so every bad GWOS token is 401 (never 403 or 400); only a
+    /// token without an app name is 400. ioGates answers are JSON, with 403 for "authenticated, not
+    /// allowed".
+    pub fn denial(denial: Denial, source: CredentialSource, wants_json: bool) -> Reply {
+        let reply = match (source, denial) {
+            (_, Denial::OutOfScope) => Reply::message(403, "Not allowed by this share"),
+            (_, Denial::Unavailable) => Reply::text(503, "Token store unavailable")
+                .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1")),
+            (CredentialSource::Gwos, denial) => {
+                let (status, reason, text) = match denial {
+                    Denial::MissingAppName => (400, "Bad Request", "Missing GWOS-APP-NAME"),
+                    Denial::Missing => (401, "Unauthorized", "Missing GWOS-API-TOKEN"),
+                    Denial::Forbidden => (401, "Unauthorized", "Not allowed for this role"),
+                    _ => (401, "Unauthorized", "Invalid GWOS-API-TOKEN"),
+                };
+                if wants_json {
+                    Reply::json(
+                        status,
+                        &serde_json::json!({ "error": reason, "status": status }),
+                    )
+                } else {
+                    Reply::text(status, text)
+                }
             }
-            Denial::Forbidden => (401, "Unauthorized", "Not allowed for this role"),
-            Denial::Unavailable => (503, "Service Unavailable", "Token store unavailable"),
+            (_, Denial::MissingAppName) => {
+                Reply::message(400, "Missing GWOS-APP-NAME for a GWOS token")
+            }
+            (_, Denial::Forbidden) => Reply::message(403, "Not allowed for this account"),
+            (_, Denial::Missing) => Reply::message(401, "Missing token").with_header(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
+            ),
+            (_, _) => Reply::message(401, "Invalid token").with_header(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
+            ),
         };
-        let reply = if wants_json {
-            Reply::json(
-                status,
-                &serde_json::json!({ "error": reason, "status": status }),
-            )
-        } else {
-            Reply::text(status, text)
-        };
-        let reply = reply.no_store();
-        if denial == Denial::Unavailable {
-            reply.with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1"))
-        } else {
-            reply
-        }
+        reply.no_store()
     }
 
     /// Write it with Content-Length, so the connection stays usable (never `respond_error`).
@@ -118,18 +136,41 @@ mod tests {
 
     #[test]
     fn denials_follow_the_gwos_contract() {
-        assert_eq!(Reply::denial(Denial::Missing, false).status, 401);
-        assert_eq!(Reply::denial(Denial::Invalid, false).status, 401);
-        assert_eq!(Reply::denial(Denial::AppMismatch, false).status, 401);
-        assert_eq!(Reply::denial(Denial::Forbidden, false).status, 401);
-        assert_eq!(Reply::denial(Denial::MissingAppName, false).status, 400);
+        let gwos = |d| Reply::denial(d, CredentialSource::Gwos, false).status;
+        assert_eq!(gwos(Denial::Missing), 401);
+        assert_eq!(gwos(Denial::Invalid), 401);
+        assert_eq!(gwos(Denial::AppMismatch), 401);
+        assert_eq!(gwos(Denial::Forbidden), 401);
+        assert_eq!(gwos(Denial::MissingAppName), 400);
         assert_eq!(
-            Reply::denial(Denial::Expired, true).body,
+            Reply::denial(Denial::Expired, CredentialSource::Gwos, true).body,
             Bytes::from_static(br#"{"error":"Unauthorized","status":401}"#)
         );
         assert_eq!(
-            Reply::denial(Denial::MissingAppName, true).body,
+            Reply::denial(Denial::MissingAppName, CredentialSource::Gwos, true).body,
             Bytes::from_static(br#"{"error":"Bad Request","status":400}"#)
+        );
+    }
+
+    #[test]
+    fn denials_in_the_iogates_dialect() {
+        let r = Reply::denial(Denial::Invalid, CredentialSource::TokenHeader, false);
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            r.body,
+            Bytes::from_static(br#"{"message":"Invalid token"}"#)
+        );
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| k == http::header::WWW_AUTHENTICATE && v == "Bearer"));
+        assert_eq!(
+            Reply::denial(Denial::Forbidden, CredentialSource::Bearer, false).status,
+            403
+        );
+        assert_eq!(
+            Reply::denial(Denial::OutOfScope, CredentialSource::Gwos, false).status,
+            403
         );
     }
 }

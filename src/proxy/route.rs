@@ -13,6 +13,12 @@ pub enum Route {
     ValidateToken,
     /// `PUT /api/users/authenticatePassword` (GW8 login)
     AuthenticatePassword,
+    /// `POST /api/authtoken` (ioGates login)
+    AuthToken,
+    /// `DELETE /api/authtoken`: revoke the token presented.
+    RevokeToken,
+    /// `POST /api/authgate/revoke`: an admin revokes a token or a share's tokens.
+    AdminRevoke,
     /// An auth endpoint with the wrong method.
     WrongMethod(&'static str),
     /// `OPTIONS` anything: answered locally.
@@ -26,17 +32,24 @@ impl Route {
         if method == Method::OPTIONS {
             return Route::Preflight;
         }
-        let (wanted, route) = match path {
-            "/api/auth/login" => (Method::POST, Route::Login),
-            "/api/auth/logout" => (Method::POST, Route::Logout),
-            "/api/auth/validatetoken" => (Method::POST, Route::ValidateToken),
-            "/api/users/authenticatePassword" => (Method::PUT, Route::AuthenticatePassword),
-            _ => return Route::Forward,
-        };
-        if *method == wanted {
-            route
-        } else {
-            Route::WrongMethod(if wanted == Method::PUT { "PUT" } else { "POST" })
+        let post = *method == Method::POST;
+        match path {
+            "/api/auth/login" if post => Route::Login,
+            "/api/auth/logout" if post => Route::Logout,
+            "/api/auth/validatetoken" if post => Route::ValidateToken,
+            "/api/auth/login" | "/api/auth/logout" | "/api/auth/validatetoken" => {
+                Route::WrongMethod("POST")
+            }
+            "/api/users/authenticatePassword" if *method == Method::PUT => {
+                Route::AuthenticatePassword
+            }
+            "/api/users/authenticatePassword" => Route::WrongMethod("PUT"),
+            "/api/authtoken" if post => Route::AuthToken,
+            "/api/authtoken" if *method == Method::DELETE => Route::RevokeToken,
+            "/api/authtoken" => Route::WrongMethod("POST, DELETE"),
+            "/api/authgate/revoke" if post => Route::AdminRevoke,
+            "/api/authgate/revoke" => Route::WrongMethod("POST"),
+            _ => Route::Forward,
         }
     }
 
@@ -47,6 +60,9 @@ impl Route {
             Route::Logout => "logout",
             Route::ValidateToken => "validatetoken",
             Route::AuthenticatePassword => "authenticate_password",
+            Route::AuthToken => "authtoken",
+            Route::RevokeToken => "revoke_token",
+            Route::AdminRevoke => "admin_revoke",
             Route::WrongMethod(_) => "auth_wrong_method",
             Route::Preflight => "preflight",
             Route::Forward => "forward",

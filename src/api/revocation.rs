@@ -1,0 +1,101 @@
+//! Revocation endpoints of authgate's own: a client retires its token, an admin retires any token
+//! or all tokens of a share. Effective on the next request, on every path.
+
+use super::Outcome;
+use crate::auth::shares::share_subject;
+use crate::auth::{Authenticator, Credentials};
+use crate::proxy::reply::Reply;
+use serde::Deserialize;
+
+/// `DELETE /api/authtoken`: revoke the token this request carries (in any accepted header).
+pub async fn revoke_presented(auth: &Authenticator, credentials: Credentials<'_>) -> Outcome {
+    let Some(token) = credentials.token else {
+        return Outcome::new(Reply::message(400, "No token to revoke"), "bad_request");
+    };
+    match auth.revoke_token(token).await {
+        Ok(true) => Outcome::new(Reply::message(200, "Token revoked"), "success"),
+        Ok(false) => Outcome::new(Reply::message(401, "Invalid token"), "unknown_token"),
+        Err(e) => {
+            tracing::error!(error = %e, "token store failed");
+            Outcome::new(
+                Reply::message(503, "Token store unavailable"),
+                "store_error",
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminRevokeRequest {
+    /// One token, by value.
+    token: Option<String>,
+    /// A share, by id or by share URL: all its tokens.
+    share: Option<String>,
+}
+
+/// `POST /api/authgate/revoke` `{"token": …}` or `{"share": …}`, by a user with the admin role.
+pub async fn admin_revoke(
+    auth: &Authenticator,
+    credentials: Credentials<'_>,
+    body: &[u8],
+) -> Outcome {
+    let caller = match auth
+        .authorize(credentials, &http::Method::POST, "/api/authgate/revoke")
+        .await
+    {
+        Ok(p) if p.share.is_none() && p.account.role == crate::auth::users::Role::Admin => p,
+        Ok(_) => {
+            return Outcome::new(
+                Reply::message(403, "Revocation needs an admin account"),
+                "forbidden",
+            )
+        }
+        Err(denial) => {
+            return Outcome::new(Reply::denial(denial, credentials.source, false), "denied")
+        }
+    };
+    let who = caller.subject().to_string();
+    let request = match serde_json::from_slice::<AdminRevokeRequest>(body) {
+        Ok(r) => r,
+        Err(_) => {
+            return Outcome::new(
+                Reply::message(400, "Expected {\"token\": …} or {\"share\": …}"),
+                "bad_request",
+            )
+            .for_user(who)
+        }
+    };
+    let revoked = match (request.token, request.share) {
+        (Some(token), None) => auth.revoke_token(&token).await.map(usize::from),
+        (None, Some(share)) => {
+            let users = auth.users();
+            let id = users
+                .share_by_url(&share)
+                .map_or(share.clone(), |s| s.id.clone());
+            auth.revoke_subject(&share_subject(&id)).await
+        }
+        _ => {
+            return Outcome::new(
+                Reply::message(400, "Give exactly one of token or share"),
+                "bad_request",
+            )
+            .for_user(who)
+        }
+    };
+    match revoked {
+        Ok(n) => Outcome::new(
+            Reply::json(200, &serde_json::json!({ "revoked": n })),
+            "success",
+        )
+        .for_user(who),
+        Err(e) => {
+            tracing::error!(error = %e, "token store failed");
+            Outcome::new(
+                Reply::message(503, "Token store unavailable"),
+                "store_error",
+            )
+            .for_user(who)
+        }
+    }
+}
