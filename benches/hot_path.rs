@@ -6,9 +6,9 @@
 use authgate::auth::password::PasswordVerifier;
 use authgate::auth::token::{new_gwos_token, TokenHash};
 use authgate::auth::users::{Role, UserDirectory};
-use authgate::auth::{Authenticator, Credentials, TokenPolicy};
+use authgate::auth::{Authenticator, CredentialSource, Credentials, TokenPolicy};
 use authgate::cache::TokenCache;
-use authgate::config::GwosConfig;
+use authgate::config::Config;
 use authgate::proxy::headers::credentials;
 use authgate::proxy::route::{normalize_path, Route};
 use authgate::store::{now_ms, RedbStore, TokenKind, TokenRecord, TokenStore};
@@ -46,7 +46,7 @@ fn authenticator(store: Arc<dyn TokenStore>, max_ttl: Duration) -> Authenticator
         PasswordVerifier::new(1, 1),
         cache,
         None,
-        TokenPolicy::from_config(&GwosConfig::default(), 256),
+        TokenPolicy::from_config(&Config::default()),
     )
 }
 
@@ -66,6 +66,7 @@ fn token_checks(c: &mut Criterion) {
     let creds = |t| Credentials {
         token: Some(t),
         app_name: Some("bench"),
+        source: CredentialSource::Gwos,
     };
 
     let mut floor: HashMap<String, Arc<TokenRecord>> = HashMap::new();

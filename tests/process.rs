@@ -394,6 +394,47 @@ async fn no_secret_in_any_log_line_at_trace_level() {
     let _ = post_form(&format!("{base}/api/auth/validatetoken"), &body).await;
     let _ = post_form(&format!("{base}/api/auth/logout"), &body).await;
     let _ = get_with(&format!("{base}/a"), &t, APP).await;
+    // ioGates: a password login, a share login, and their tokens in `token` and Bearer headers.
+    let iogates = |body: serde_json::Value| {
+        http()
+            .post(format!("{base}/api/authtoken"))
+            .header("token", "")
+            .json(&body)
+            .send()
+    };
+    let v: serde_json::Value =
+        iogates(serde_json::json!({"username": "uploadappadmin", "password": IOGATES_PASSWORD}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let user_token = v["token"].as_str().unwrap().to_string();
+    let v: serde_json::Value = iogates(serde_json::json!({"url": SHARE_URL, "deviceId": 7}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let share_token = v["token"].as_str().unwrap().to_string();
+    let _ =
+        iogates(serde_json::json!({"username": "uploadappadmin", "password": "iogates-wrong-pw"}))
+            .await;
+    let _ = http()
+        .get(format!("{base}/api/files"))
+        .header("token", &share_token)
+        .send()
+        .await;
+    let _ = http()
+        .get(format!("{base}/api/files"))
+        .bearer_auth(&user_token)
+        .send()
+        .await;
+    let _ = http()
+        .delete(format!("{base}/api/authtoken"))
+        .bearer_auth(&user_token)
+        .send()
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let logs = proc.logs();
@@ -412,6 +453,11 @@ async fn no_secret_in_any_log_line_at_trace_level() {
         "another-secret-pw".into(),
         b64("another-secret-pw"),
         "ffffffff-ffff-4fff-8fff-ffffffffffff".into(),
+        IOGATES_PASSWORD.into(),
+        "iogates-wrong-pw".into(),
+        user_token,
+        share_token,
+        "5989522a1b0a6/d5239e67c69a3ef76a807ae25ebf750b".into(),
     ];
     for secret in secrets {
         if let Some(line) = logs.lines().find(|l| l.contains(&secret)) {

@@ -3,7 +3,7 @@
 
 use super::Outcome;
 use crate::auth::shares::share_subject;
-use crate::auth::{Authenticator, Credentials};
+use crate::auth::{Authenticator, Credentials, Denial};
 use crate::proxy::reply::Reply;
 use serde::Deserialize;
 
@@ -45,7 +45,7 @@ pub async fn admin_revoke(
         .await
     {
         Ok(p) if p.share.is_none() && p.account.role == crate::auth::users::Role::Admin => p,
-        Ok(_) => {
+        Ok(_) | Err(Denial::Forbidden) => {
             return Outcome::new(
                 Reply::message(403, "Revocation needs an admin account"),
                 "forbidden",

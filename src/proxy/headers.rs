@@ -211,7 +211,8 @@ mod tests {
 
     #[test]
     fn iogates_token_header_and_bearer_in_order() {
-        let cases: [(&[(&str, &str)], Option<&str>, CredentialSource); 5] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>, CredentialSource);
+        let cases: [Case; 5] = [
             (
                 &[("token", "t1"), ("Authorization", "Bearer t2")],
                 Some("t1"),

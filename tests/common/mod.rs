@@ -22,6 +22,10 @@ pub const BLOCKED_PASSWORD: &str = "blocked-secret-pw";
 pub const BCRYPT_PASSWORD: &str = "bcrypt-secret-pw";
 /// GroundWork's well-known REST user (its Jasypt test vector decrypts to this password).
 pub const RESTAPI_PASSWORD: &str = "RESTAPIACCESSPASSWORD";
+pub const IOGATES_PASSWORD: &str = "iogates-secret-pw";
+/// The share URL the real ioGates client sends in the spec's example.
+pub const SHARE_URL: &str =
+    "http://127.0.0.1/show/16/5989522a1b0a6/d5239e67c69a3ef76a807ae25ebf750b/dir/272/272/0/0/0";
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -43,11 +47,24 @@ pub fn wait_connectable(addr: SocketAddr) {
 pub fn users_file() -> PathBuf {
     static FILE: OnceLock<PathBuf> = OnceLock::new();
     FILE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("authgate-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("users.yaml");
+        std::fs::write(&path, users_yaml()).unwrap();
+        path
+    })
+    .clone()
+}
+
+/// The test users file's text: users, then `shares:` (tests may append more shares).
+pub fn users_yaml() -> String {
+    static YAML: OnceLock<String> = OnceLock::new();
+    YAML.get_or_init(|| {
         let hash = authgate::auth::password::hash_password;
         let bcrypt_2y = bcrypt::hash_with_result(BCRYPT_PASSWORD, 4)
             .unwrap()
             .format_for_version(bcrypt::Version::TwoY);
-        let yaml = format!(
+        format!(
             r#"users:
   admin:
     password_hash: "{admin}"
@@ -67,17 +84,54 @@ pub fn users_file() -> PathBuf {
   RESTAPIACCESS:
     password_hash: "{restapi}"
     role: admin
+  uploadappadmin:
+    password_hash: "{iogates}"
+    role: admin
+    profile:
+      realname: Upload App
+      accountname: Upload App Account
+      email: ""
+      logo: ""
+      max_file_size: 0
+      available_storage: 29301996265
+  gone:
+    password_hash: "{iogates}"
+    role: admin
+    status: Inactive
+shares:
+  - id: s272
+    url: "{SHARE_URL}"
+    owner: uploadappadmin
+    permissions: {{master: true}}
+    paths: [/api/files, /download/272]
+  - id: s-upload
+    url: https://share.example.com/show/17/upload
+    owner: uploadappadmin
+    permissions: {{upload: true}}
+    paths: [/upload/17]
+  - id: s-rw
+    url: https://share.example.com/show/18/rw
+    owner: uploadappadmin
+    permissions: {{master: true, upload: true}}
+    paths: [/api/files]
+  - id: s-expired
+    url: https://share.example.com/show/19/old
+    owner: uploadappadmin
+    expires: "2020-01-01T00:00:00Z"
+    permissions: {{master: true}}
+    paths: [/api/files]
+  - id: s-inactive
+    url: https://share.example.com/show/20/inactive
+    owner: gone
+    permissions: {{master: true}}
+    paths: [/api/files]
 "#,
             admin = hash(ADMIN_PASSWORD),
             reader = hash(READER_PASSWORD),
             blocked = hash(BLOCKED_PASSWORD),
             restapi = hash(RESTAPI_PASSWORD),
-        );
-        let dir = std::env::temp_dir().join(format!("authgate-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("users.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        path
+            iogates = hash(IOGATES_PASSWORD),
+        )
     })
     .clone()
 }
