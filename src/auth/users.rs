@@ -226,6 +226,37 @@ mod tests {
     }
 
     #[test]
+    fn share_owner_must_exist_and_ids_be_unique() {
+        let user = format!(
+            "users:\n  o:\n    password_hash: '{}'\n    role: admin\n",
+            super::super::password::hash_password("x")
+        );
+        let share = |id: &str, url: &str, owner: &str| {
+            format!("  - id: {id}\n    url: {url}\n    owner: {owner}\n    paths: [/a]\n")
+        };
+        let ghost = format!("{user}shares:\n{}", share("a", "http://h/s/1", "ghost"));
+        assert!(UserDirectory::parse(&ghost)
+            .unwrap_err()
+            .starts_with("shares[0].owner"));
+        let twice = format!(
+            "{user}shares:\n{}{}",
+            share("a", "http://h/s/1", "o"),
+            share("a", "http://h/s/2", "o")
+        );
+        assert!(UserDirectory::parse(&twice)
+            .unwrap_err()
+            .starts_with("shares[1].id"));
+        let same_url = format!(
+            "{user}shares:\n{}{}",
+            share("a", "http://h/s/1", "o"),
+            share("b", "https://H/s/1/", "o")
+        );
+        assert!(UserDirectory::parse(&same_url)
+            .unwrap_err()
+            .starts_with("shares[1].url"));
+    }
+
+    #[test]
     fn profile_fields_and_status_parse() {
         let yaml = format!(
             "users:\n  ann:\n    password_hash: '{}'\n    role: reader\n    status: Blocked\n    profile:\n      realname: Ann\n      max_file_size: 10\n      available_storage: 29301996265\n",
