@@ -9,6 +9,7 @@ use authgate::auth::users::{Role, UserDirectory};
 use authgate::auth::{Authenticator, CredentialSource, Credentials, TokenPolicy};
 use authgate::cache::TokenCache;
 use authgate::config::Config;
+use authgate::metrics::Metrics;
 use authgate::proxy::headers::credentials;
 use authgate::proxy::route::{normalize_path, Route};
 use authgate::store::{now_ms, RedbStore, TokenKind, TokenRecord, TokenStore};
@@ -34,19 +35,22 @@ fn record() -> TokenRecord {
 }
 
 fn authenticator(store: Arc<dyn TokenStore>, max_ttl: Duration) -> Authenticator {
+    let metrics = Arc::new(Metrics::new());
     let cache = TokenCache::new(
         store,
         1_000_000,
         max_ttl,
         Duration::from_secs(5),
         Duration::from_secs(60),
+        metrics.clone(),
     );
     Authenticator::new(
         UserDirectory::default(),
-        PasswordVerifier::new(1, 1),
+        PasswordVerifier::new(1, 1, metrics.password_rejected.clone()),
         cache,
         None,
         TokenPolicy::from_config(&Config::default()),
+        metrics,
     )
 }
 

@@ -1,6 +1,6 @@
-//! The admin listener (own port): liveness and readiness probes. Nothing else is served.
+//! The admin listener (own port): `/metrics`, `/healthz`, `/readyz`. Nothing else is served.
 
-use crate::store::TokenStore;
+use crate::auth::Authenticator;
 use crate::upstream::Upstreams;
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
@@ -8,23 +8,33 @@ use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
 
 pub struct AdminApp {
-    pub store: Arc<dyn TokenStore>,
+    pub auth: Arc<Authenticator>,
     pub upstreams: Arc<Upstreams>,
 }
 
-fn text(status: u16, body: &str) -> http::Response<Vec<u8>> {
+fn respond(status: u16, content_type: &str, body: Vec<u8>) -> http::Response<Vec<u8>> {
     http::Response::builder()
         .status(status)
-        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(http::header::CONTENT_TYPE, content_type)
         .header(http::header::CONTENT_LENGTH, body.len())
-        .body(body.as_bytes().to_vec())
+        .body(body)
         .expect("static status and headers are valid")
+}
+
+fn text(status: u16, body: &str) -> http::Response<Vec<u8>> {
+    respond(
+        status,
+        "text/plain; charset=utf-8",
+        body.as_bytes().to_vec(),
+    )
 }
 
 impl AdminApp {
     /// Ready when the token store answers and at least one upstream has a healthy backend.
     async fn readiness(&self) -> Result<(), String> {
-        self.store
+        self.auth
+            .cache()
+            .store()
             .count()
             .await
             .map_err(|e| format!("token store: {e}"))?;
@@ -32,6 +42,18 @@ impl AdminApp {
             return Err("no upstream has a healthy backend".into());
         }
         Ok(())
+    }
+
+    /// Gauges read at scrape time, then the whole registry.
+    async fn metrics(&self) -> Vec<u8> {
+        let metrics = self.auth.metrics();
+        if let Ok(live) = self.auth.cache().store().count().await {
+            metrics.tokens_live.set(live as i64);
+        }
+        let verifier = self.auth.verifier();
+        metrics.password_waiting.set(verifier.waiting() as i64);
+        metrics.password_running.set(verifier.running() as i64);
+        metrics.encode()
     }
 }
 
@@ -44,6 +66,11 @@ impl ServeHttp for AdminApp {
             return text(405, "Method Not Allowed");
         }
         match req.uri.path() {
+            "/metrics" => respond(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.metrics().await,
+            ),
             "/healthz" => text(200, "ok"),
             "/readyz" => match self.readiness().await {
                 Ok(()) => text(200, "ready"),

@@ -5,6 +5,7 @@
 //! - sliding expiry is tracked in memory and written back at a coarse step, in the background.
 
 use crate::auth::token::TokenHash;
+use crate::metrics::Metrics;
 use crate::store::{StoreError, TokenRecord, TokenStore};
 use moka::future::Cache;
 use moka::Expiry;
@@ -65,6 +66,7 @@ pub struct TokenCache {
     store: Arc<dyn TokenStore>,
     max_ttl: Duration,
     touch_step_ms: u64,
+    metrics: Arc<Metrics>,
 }
 
 impl TokenCache {
@@ -74,6 +76,7 @@ impl TokenCache {
         max_ttl: Duration,
         negative_ttl: Duration,
         touch_step: Duration,
+        metrics: Arc<Metrics>,
     ) -> TokenCache {
         TokenCache {
             positive: Cache::builder()
@@ -87,7 +90,15 @@ impl TokenCache {
             store,
             max_ttl,
             touch_step_ms: touch_step.as_millis() as u64,
+            metrics,
         }
+    }
+
+    fn count(&self, result: &str) {
+        self.metrics
+            .cache_lookups
+            .with_label_values(&[result])
+            .inc();
     }
 
     pub fn store(&self) -> &Arc<dyn TokenStore> {
@@ -96,6 +107,7 @@ impl TokenCache {
 
     pub async fn lookup(&self, hash: TokenHash, now: u64) -> Result<Lookup, StoreError> {
         if let Some(token) = self.positive.get(&hash).await {
+            self.count("hit");
             if token.live_at(now) {
                 return Ok(Lookup::Valid {
                     token,
@@ -106,8 +118,10 @@ impl TokenCache {
             return Ok(Lookup::Expired);
         }
         if self.negative.contains_key(&hash) {
+            self.count("negative_hit");
             return Ok(Lookup::Unknown { negative_hit: true });
         }
+        self.count("miss");
         let Some(record) = self.store.get(hash).await? else {
             self.negative.insert(hash, ()).await;
             return Ok(Lookup::Unknown {
@@ -210,6 +224,7 @@ mod tests {
             Duration::from_secs(60),
             Duration::from_secs(60),
             Duration::from_secs(60),
+            Arc::new(Metrics::new()),
         )
     }
 

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod demo;
+pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod shutdown;

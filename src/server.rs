@@ -8,9 +8,10 @@ use crate::auth::{Authenticator, TokenPolicy};
 use crate::cache::TokenCache;
 use crate::config::{Config, StoreKind};
 use crate::demo::DemoUpstream;
+use crate::metrics::Metrics;
 use crate::proxy::headers::IdentityHeaders;
 use crate::proxy::{Gateway, GatewaySettings};
-use crate::store::{now_ms, MemoryStore, RedbStore, TokenStore};
+use crate::store::{now_ms, Instrumented, MemoryStore, RedbStore, TokenStore};
 use crate::upstream::Upstreams;
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
@@ -83,20 +84,31 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         }
     };
     let jasypt = jasypt_key(config)?;
-    let store = open_store(config)?;
+    let metrics = Arc::new(Metrics::new());
+    let store: Arc<dyn TokenStore> =
+        Arc::new(Instrumented::new(open_store(config)?, metrics.clone()));
     let cache = TokenCache::new(
         store.clone(),
         config.cache.capacity,
         Duration::from_secs(config.cache.max_ttl_seconds),
         Duration::from_secs(config.cache.negative_ttl_seconds),
         Duration::from_secs(config.cache.touch_interval_seconds),
+        metrics.clone(),
     );
     let verifier = PasswordVerifier::new(
         config.password_hashing.max_concurrent,
         config.password_hashing.max_waiting,
+        metrics.password_rejected.clone(),
     );
     let policy = TokenPolicy::from_config(config);
-    let auth = Arc::new(Authenticator::new(users, verifier, cache, jasypt, policy));
+    let auth = Arc::new(Authenticator::new(
+        users,
+        verifier,
+        cache,
+        jasypt,
+        policy,
+        metrics.clone(),
+    ));
 
     let conf = ServerConf {
         threads: config.threads,
@@ -147,7 +159,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
     let mut admin = Service::new(
         "admin".into(),
         HttpServer::new_app(AdminApp {
-            store: store.clone(),
+            auth: auth.clone(),
             upstreams,
         }),
     );

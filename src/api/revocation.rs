@@ -73,7 +73,7 @@ pub async fn admin_revoke(
             let id = users
                 .share_by_url(&share)
                 .map_or(share.clone(), |s| s.id.clone());
-            auth.revoke_subject(&share_subject(&id)).await
+            auth.revoke_subject(&share_subject(&id), "revoked").await
         }
         _ => {
             return Outcome::new(

@@ -12,6 +12,7 @@ pub use access::{CredentialSource, Credentials, Denial, Principal};
 
 use crate::cache::{CachedToken, Lookup, TokenCache};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::store::{now_ms, StoreError, TokenKind, TokenRecord};
 use arc_swap::ArcSwap;
 use base64::alphabet;
@@ -104,6 +105,7 @@ pub struct Authenticator {
     cache: TokenCache,
     jasypt: Option<JasyptKey>,
     policy: TokenPolicy,
+    metrics: Arc<Metrics>,
 }
 
 /// Base64 as GroundWork clients send it: standard or URL-safe alphabet, padding optional.
@@ -136,6 +138,7 @@ impl Authenticator {
         cache: TokenCache,
         jasypt: Option<JasyptKey>,
         policy: TokenPolicy,
+        metrics: Arc<Metrics>,
     ) -> Authenticator {
         Authenticator {
             users: ArcSwap::from_pointee(users),
@@ -143,6 +146,7 @@ impl Authenticator {
             cache,
             jasypt,
             policy,
+            metrics,
         }
     }
 
@@ -152,6 +156,10 @@ impl Authenticator {
 
     pub fn verifier(&self) -> &PasswordVerifier {
         &self.verifier
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The users and shares as configured now.
@@ -246,6 +254,10 @@ impl Authenticator {
         };
         self.cache.store().insert(hash, record.clone()).await?;
         self.cache.remember(hash, record, now).await;
+        self.metrics
+            .tokens_issued
+            .with_label_values(&["gwos"])
+            .inc();
         if let Some(cap) = self.policy.max_tokens_per_user {
             self.evict_beyond_cap(&user.name, cap, now).await?;
         }
@@ -273,16 +285,23 @@ impl Authenticator {
         live.sort_by_key(|(hash, r)| (r.issued_at, *hash));
         let excess = live.len() - cap;
         for (hash, _) in live.into_iter().take(excess) {
-            self.revoke(hash).await?;
+            self.revoke(hash, "evicted").await?;
             tracing::info!(target: "authgate::audit", event = "token_evicted", user = subject, token = %hash.short());
         }
         Ok(())
     }
 
-    /// Revoke durably, then forget in the cache, before answering anyone.
-    pub async fn revoke(&self, hash: TokenHash) -> Result<bool, StoreError> {
+    /// Revoke durably, then forget in the cache, before answering anyone. `reason` labels the
+    /// metric (logout, replaced, evicted, revoked, config_reload).
+    pub async fn revoke(&self, hash: TokenHash, reason: &str) -> Result<bool, StoreError> {
         let existed = self.cache.store().revoke(hash).await?;
         self.cache.forget(hash).await;
+        if existed {
+            self.metrics
+                .tokens_revoked
+                .with_label_values(&[reason])
+                .inc();
+        }
         Ok(existed)
     }
 
@@ -318,7 +337,7 @@ impl Authenticator {
     /// `/api/auth/logout`: revoke a live token of this app; `false` (and nothing revoked) otherwise.
     pub async fn logout_gwos(&self, token: &str, app_name: &str) -> Result<bool, StoreError> {
         match self.live_gwos_token(token, app_name).await? {
-            Some(t) => self.revoke(t.hash).await,
+            Some(t) => self.revoke(t.hash, "logout").await,
             None => Ok(false),
         }
     }
@@ -375,9 +394,13 @@ impl Authenticator {
         let earlier = store.tokens_of(&subject).await?;
         store.insert(hash, record.clone()).await?;
         self.cache.remember(hash, record, now).await;
+        self.metrics
+            .tokens_issued
+            .with_label_values(&["iogates"])
+            .inc();
         for (old, r) in earlier {
             if r.kind == TokenKind::Iogates && r.device_id.as_deref() == device_id {
-                self.revoke(old).await?;
+                self.revoke(old, "replaced").await?;
             }
         }
         Ok(token)
@@ -388,15 +411,15 @@ impl Authenticator {
         if !plausible_token(token, self.policy.max_token_length) {
             return Ok(false);
         }
-        self.revoke(TokenHash::of(token)).await
+        self.revoke(TokenHash::of(token), "revoked").await
     }
 
     /// Revoke every token of a user or share subject; returns how many.
-    pub async fn revoke_subject(&self, subject: &str) -> Result<usize, StoreError> {
+    pub async fn revoke_subject(&self, subject: &str, reason: &str) -> Result<usize, StoreError> {
         let tokens = self.cache.store().tokens_of(subject).await?;
         let mut revoked = 0;
         for (hash, _) in tokens {
-            if self.revoke(hash).await? {
+            if self.revoke(hash, reason).await? {
                 revoked += 1;
             }
         }
@@ -416,7 +439,7 @@ impl Authenticator {
         gone.extend(old.names().filter(|n| new.get(n).is_none()).cloned());
         let mut revoked = 0;
         for subject in gone {
-            revoked += self.revoke_subject(&subject).await?;
+            revoked += self.revoke_subject(&subject, "config_reload").await?;
         }
         Ok(revoked)
     }

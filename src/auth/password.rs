@@ -80,15 +80,24 @@ pub struct PasswordVerifier {
     max_waiting: usize,
     /// Verified when the user is unknown, so that an unknown user costs what a wrong password costs.
     dummy: StoredHash,
+    max_concurrent: usize,
+    rejected: prometheus::IntCounter,
 }
 
 impl PasswordVerifier {
-    pub fn new(max_concurrent: usize, max_waiting: usize) -> PasswordVerifier {
+    /// `rejected` counts the verifications refused for overload.
+    pub fn new(
+        max_concurrent: usize,
+        max_waiting: usize,
+        rejected: prometheus::IntCounter,
+    ) -> PasswordVerifier {
         PasswordVerifier {
             permits: Arc::new(Semaphore::new(max_concurrent)),
             waiting: AtomicUsize::new(0),
             max_waiting,
             dummy: StoredHash::Argon2id(hash_password("authgate-dummy-password")),
+            max_concurrent,
+            rejected,
         }
     }
 
@@ -98,8 +107,8 @@ impl PasswordVerifier {
     }
 
     /// Verifications currently running.
-    pub fn running(&self, max_concurrent: usize) -> usize {
-        max_concurrent - self.permits.available_permits()
+    pub fn running(&self) -> usize {
+        self.max_concurrent - self.permits.available_permits()
     }
 
     /// `Ok(true)` only when `hash` is present and matches. With no hash the dummy is verified and the
@@ -112,6 +121,7 @@ impl PasswordVerifier {
         let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
         if queued >= self.max_waiting {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
+            self.rejected.inc();
             return Err(Overloaded);
         }
         let permit = self.permits.clone().acquire_owned().await;
@@ -168,9 +178,11 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_user_is_false_and_overload_is_refused() {
-        let v = PasswordVerifier::new(1, 0);
+        let rejected = prometheus::IntCounter::new("r", "r").unwrap();
+        let v = PasswordVerifier::new(1, 0, rejected.clone());
         assert_eq!(v.verify(None, "x".into()).await, Err(Overloaded));
-        let v = PasswordVerifier::new(1, 4);
+        assert_eq!(rejected.get(), 1);
+        let v = PasswordVerifier::new(1, 4, rejected);
         assert_eq!(
             v.verify(None, "authgate-dummy-password".into()).await,
             Ok(false)

@@ -9,6 +9,7 @@ use crate::api::form::Params;
 use crate::api::gwos::{GwosApi, LOGIN_BAD_REQUEST, TOKEN_BAD_REQUEST};
 use crate::api::{iogates, revocation, Outcome};
 use crate::auth::{Authenticator, Denial, Principal};
+use crate::metrics::status_class;
 use crate::upstream::Upstreams;
 use async_trait::async_trait;
 use body::BodyError;
@@ -63,8 +64,29 @@ pub struct Ctx {
     result: Option<&'static str>,
     user: Option<String>,
     cors_origin: Option<HeaderValue>,
+    /// The client's `X-Request-Id` if acceptable, else one of ours.
+    request_id: HeaderValue,
+    upstream_started: Option<Instant>,
+    upstream_status: Option<u16>,
+    upstream_ms: Option<f64>,
     _in_flight: InFlight,
 }
+
+/// An incoming request id is kept only when short and plainly printable.
+fn acceptable_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    (1..=128).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(b))
+}
+
+fn new_request_id() -> HeaderValue {
+    HeaderValue::from_str(&format!("{:032x}", rand::random::<u128>()))
+        .expect("hex is a valid header value")
+}
+
+pub const REQUEST_ID: &str = "x-request-id";
 
 impl Gateway {
     fn allowed_origin(&self, req: &RequestHeader) -> Option<HeaderValue> {
@@ -76,11 +98,13 @@ impl Gateway {
             .cloned()
     }
 
-    fn cors_extra(ctx: &Ctx) -> Vec<(HeaderName, HeaderValue)> {
-        ctx.cors_origin
-            .as_ref()
-            .map(|o| headers::cors_headers(o).to_vec())
-            .unwrap_or_default()
+    /// Headers every local reply carries: the request id, and CORS for an allowed origin.
+    fn reply_extra(ctx: &Ctx) -> Vec<(HeaderName, HeaderValue)> {
+        let mut extra = vec![(HeaderName::from_static(REQUEST_ID), ctx.request_id.clone())];
+        if let Some(origin) = &ctx.cors_origin {
+            extra.extend(headers::cors_headers(origin));
+        }
+        extra
     }
 
     /// Read the body of an auth call and answer it.
@@ -144,6 +168,16 @@ impl Gateway {
     }
 }
 
+/// The protocol label of a login call, if `route` is one.
+fn login_protocol(route: Route) -> Option<&'static str> {
+    match route {
+        Route::Login => Some("gwos"),
+        Route::AuthenticatePassword => Some("gw8"),
+        Route::AuthToken => Some("iogates"),
+        _ => None,
+    }
+}
+
 /// One audit event per login or logout: who, from where, and how it went (never a secret).
 fn audit(session: &Session, route: Route, outcome: &Outcome) {
     let client = session
@@ -176,6 +210,10 @@ impl ProxyHttp for Gateway {
             result: None,
             user: None,
             cors_origin: None,
+            request_id: HeaderValue::from_static(""),
+            upstream_started: None,
+            upstream_status: None,
+            upstream_ms: None,
             _in_flight: InFlight(self.in_flight.clone()),
         }
     }
@@ -184,6 +222,10 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         ctx.route = Route::classify(&req.method, req.uri.path());
         ctx.cors_origin = self.allowed_origin(req);
+        ctx.request_id = match req.headers.get(REQUEST_ID) {
+            Some(id) if acceptable_request_id(id) => id.clone(),
+            _ => new_request_id(),
+        };
         let reply = match ctx.route {
             Route::Forward => {
                 ctx.path = normalize_path(req.uri.path());
@@ -217,7 +259,14 @@ impl ProxyHttp for Gateway {
             Route::WrongMethod(allow) => Reply::method_not_allowed(allow),
             route => {
                 let outcome = self.answer_auth_call(session, route).await;
-                if route != Route::ValidateToken && route != Route::AdminRevoke {
+                if let Some(protocol) = login_protocol(route) {
+                    self.auth
+                        .metrics()
+                        .logins
+                        .with_label_values(&[protocol, outcome.result])
+                        .inc();
+                }
+                if route != Route::ValidateToken {
                     audit(session, route, &outcome);
                 }
                 ctx.result = Some(outcome.result);
@@ -225,11 +274,12 @@ impl ProxyHttp for Gateway {
                 outcome.reply
             }
         };
-        reply.write(session, &Self::cors_extra(ctx)).await?;
+        reply.write(session, &Self::reply_extra(ctx)).await?;
         Ok(true)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        ctx.upstream_started = Some(Instant::now());
         let pool = self.upstreams.route(&ctx.path);
         match pool.peer() {
             Some(peer) => Ok(Box::new(peer)),
@@ -265,11 +315,38 @@ impl ProxyHttp for Gateway {
                 upstream.insert_header(identity.share.clone(), share)?;
             }
         }
+        upstream.insert_header(REQUEST_ID, ctx.request_id.clone())?;
         let client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip().to_string());
         headers::add_forwarded(upstream, client_ip)
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
+        ctx.upstream_status = Some(status);
+        if let Some(started) = ctx.upstream_started {
+            let elapsed = started.elapsed();
+            ctx.upstream_ms = Some(elapsed.as_secs_f64() * 1000.0);
+            self.auth
+                .metrics()
+                .upstream_duration
+                .observe(elapsed.as_secs_f64());
+        }
+        if status >= 500 {
+            self.auth
+                .metrics()
+                .upstream_errors
+                .with_label_values(&["5xx"])
+                .inc();
+        }
+        Ok(())
     }
 
     async fn response_filter(
@@ -278,7 +355,7 @@ impl ProxyHttp for Gateway {
         response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        for (name, value) in Self::cors_extra(ctx) {
+        for (name, value) in Self::reply_extra(ctx) {
             response.insert_header(name, value)?;
         }
         Ok(())
@@ -301,6 +378,20 @@ impl ProxyHttp for Gateway {
                 ErrorSource::Internal | ErrorSource::Unset => 500,
             },
         };
+        if *e.esource() == ErrorSource::Upstream {
+            let kind = match e.etype() {
+                ReadTimedout | WriteTimedout => "timeout",
+                ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError => {
+                    "connect"
+                }
+                _ => "other",
+            };
+            self.auth
+                .metrics()
+                .upstream_errors
+                .with_label_values(&[kind])
+                .inc();
+        }
         // Once the upstream's response has started, all we can do is close.
         if code > 0 && session.response_written().is_none() {
             let text = match code {
@@ -310,7 +401,7 @@ impl ProxyHttp for Gateway {
                 _ => "Internal Server Error",
             };
             let reply = Reply::text(code, text);
-            if let Err(write_error) = reply.write(session, &Self::cors_extra(ctx)).await {
+            if let Err(write_error) = reply.write(session, &Self::reply_extra(ctx)).await {
                 tracing::debug!(error = %write_error, "could not send the error response");
             }
         }
@@ -322,21 +413,44 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let metrics = self.auth.metrics();
+        let route = ctx.route.as_str();
+        let elapsed = ctx.started.elapsed();
+        metrics
+            .requests
+            .with_label_values(&[route, status_class(status)])
+            .inc();
+        metrics
+            .request_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        let decision = match (ctx.route, &ctx.principal, ctx.denial) {
+            (Route::Forward, Some(_), _) => Some("allowed"),
+            (Route::Forward, None, Some(denial)) => Some(denial.as_str()),
+            (Route::Forward, None, None) if ctx.public => Some("public"),
+            _ => None,
+        };
+        if let Some(outcome) = decision {
+            metrics.auth_decisions.with_label_values(&[outcome]).inc();
+        }
         let req = session.req_header();
         let principal = ctx.principal.as_ref();
         tracing::info!(
             target: "authgate::access",
+            request_id = ctx.request_id.to_str().unwrap_or_default(),
             method = %req.method,
             path = req.uri.path(),
             status,
-            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
-            route = ctx.route.as_str(),
-            public = ctx.public,
-            denial = ctx.denial.map(Denial::as_str),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            route,
+            auth = decision,
             result = ctx.result,
             user = principal.map(Principal::subject).or(ctx.user.as_deref()),
+            share = principal.and_then(Principal::share_id),
             app = principal.map(Principal::app_name),
             cache_hit = principal.map(|p| p.cache_hit),
+            upstream_status = ctx.upstream_status,
+            upstream_ms = ctx.upstream_ms,
             error = error.map(|e| e.etype().as_str()),
         );
     }

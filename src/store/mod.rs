@@ -3,9 +3,11 @@
 //! Records are keyed by the SHA-256 of the token, so a copy of the store yields no usable token.
 //! Every write that a client relies on (`insert`, `revoke`) is durable before it returns.
 
+mod instrumented;
 mod memory;
 mod redb;
 
+pub use self::instrumented::Instrumented;
 pub use self::memory::MemoryStore;
 pub use self::redb::RedbStore;
 

@@ -1,0 +1,231 @@
+//! Prometheus metrics, in a registry owned by the gateway (several gateways in one process must not
+//! collide). Names are constants; labels are low-cardinality classes, never a user, token or path.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub const REQUESTS: &str = "authgate_requests_total";
+pub const REQUEST_DURATION: &str = "authgate_request_duration_seconds";
+pub const AUTH_DECISIONS: &str = "authgate_auth_decisions_total";
+pub const LOGINS: &str = "authgate_logins_total";
+pub const TOKENS_ISSUED: &str = "authgate_tokens_issued_total";
+pub const TOKENS_REVOKED: &str = "authgate_tokens_revoked_total";
+pub const TOKENS_LIVE: &str = "authgate_tokens_live";
+pub const CACHE_LOOKUPS: &str = "authgate_token_cache_lookups_total";
+pub const STORE_DURATION: &str = "authgate_store_operation_seconds";
+pub const STORE_ERRORS: &str = "authgate_store_errors_total";
+pub const UPSTREAM_DURATION: &str = "authgate_upstream_response_seconds";
+pub const UPSTREAM_ERRORS: &str = "authgate_upstream_errors_total";
+pub const PASSWORD_WAITING: &str = "authgate_password_verifications_waiting";
+pub const PASSWORD_RUNNING: &str = "authgate_password_verifications_running";
+pub const PASSWORD_REJECTED: &str = "authgate_password_verifications_rejected_total";
+pub const BUILD_INFO: &str = "authgate_build_info";
+
+pub struct Metrics {
+    registry: Registry,
+    /// route class × status class (`2xx` … `5xx`).
+    pub requests: IntCounterVec,
+    /// route class.
+    pub request_duration: HistogramVec,
+    /// outcome: allowed, public, missing, missing_app_name, invalid, expired, app_mismatch,
+    /// forbidden, out_of_scope, unavailable.
+    pub auth_decisions: IntCounterVec,
+    /// protocol (gwos, gw8, iogates) × outcome (success, share_success, bad_request, …).
+    pub logins: IntCounterVec,
+    /// kind (gwos, iogates).
+    pub tokens_issued: IntCounterVec,
+    /// reason (logout, replaced, evicted, revoked, config_reload).
+    pub tokens_revoked: IntCounterVec,
+    pub tokens_live: IntGauge,
+    /// result (hit, miss, negative_hit).
+    pub cache_lookups: IntCounterVec,
+    /// operation (insert, get, revoke, touch, tokens_of, purge, count).
+    pub store_duration: HistogramVec,
+    pub store_errors: IntCounterVec,
+    pub upstream_duration: Histogram,
+    /// kind (connect, timeout, 5xx, other).
+    pub upstream_errors: IntCounterVec,
+    pub password_waiting: IntGauge,
+    pub password_running: IntGauge,
+    pub password_rejected: IntCounter,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric =
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+fn histogram_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let metric = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+/// HTTP status class label, e.g. `4xx`; `none` when nothing was sent.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let latency = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0,
+        ];
+        let store = vec![
+            0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+            1.0,
+        ];
+        let metrics = Metrics {
+            requests: counter_vec(
+                &r,
+                REQUESTS,
+                "Requests answered, by route class and status class.",
+                &["route", "status_class"],
+            ),
+            request_duration: histogram_vec(
+                &r,
+                REQUEST_DURATION,
+                "Time from request to the end of the response, by route class.",
+                &["route"],
+                latency.clone(),
+            ),
+            auth_decisions: counter_vec(
+                &r,
+                AUTH_DECISIONS,
+                "Decisions on forwarded requests, by outcome.",
+                &["outcome"],
+            ),
+            logins: counter_vec(
+                &r,
+                LOGINS,
+                "Login and authtoken calls, by protocol and outcome.",
+                &["protocol", "outcome"],
+            ),
+            tokens_issued: counter_vec(&r, TOKENS_ISSUED, "Tokens issued, by kind.", &["kind"]),
+            tokens_revoked: counter_vec(
+                &r,
+                TOKENS_REVOKED,
+                "Tokens revoked, by reason.",
+                &["reason"],
+            ),
+            tokens_live: gauge(
+                &r,
+                TOKENS_LIVE,
+                "Token records in the store (read at scrape time).",
+            ),
+            cache_lookups: counter_vec(
+                &r,
+                CACHE_LOOKUPS,
+                "Token cache lookups, by result (hit, miss, negative_hit).",
+                &["result"],
+            ),
+            store_duration: histogram_vec(
+                &r,
+                STORE_DURATION,
+                "Token store operation latency, by operation.",
+                &["operation"],
+                store,
+            ),
+            store_errors: counter_vec(
+                &r,
+                STORE_ERRORS,
+                "Token store operations that failed, by operation.",
+                &["operation"],
+            ),
+            upstream_duration: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        UPSTREAM_DURATION,
+                        "Time from choosing an upstream to its response header.",
+                    )
+                    .buckets(latency),
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(h.clone()))
+                    .expect("metric registered once");
+                h
+            },
+            upstream_errors: counter_vec(
+                &r,
+                UPSTREAM_ERRORS,
+                "Upstream failures, by kind (connect, timeout, 5xx, other).",
+                &["kind"],
+            ),
+            password_waiting: gauge(
+                &r,
+                PASSWORD_WAITING,
+                "Password verifications waiting for a thread.",
+            ),
+            password_running: gauge(&r, PASSWORD_RUNNING, "Password verifications running."),
+            password_rejected: {
+                let c = IntCounter::new(
+                    PASSWORD_REJECTED,
+                    "Password verifications refused because too many were waiting.",
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(c.clone()))
+                    .expect("metric registered once");
+                c
+            },
+            registry: r,
+        };
+        let build = IntGaugeVec::new(
+            Opts::new(BUILD_INFO, "Build information; always 1."),
+            &["version"],
+        )
+        .expect("valid metric definition");
+        metrics
+            .registry
+            .register(Box::new(build.clone()))
+            .expect("metric registered once");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        metrics
+    }
+
+    /// The Prometheus text exposition of everything registered.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into memory cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

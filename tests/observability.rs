@@ -1,0 +1,332 @@
+//! What an operator sees from outside: Prometheus metrics (parsed with a real exposition parser),
+//! probes, request ids.
+
+mod common;
+use common::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+type Samples = BTreeMap<String, f64>;
+
+/// Scrape `/metrics` and key every sample as `name{a="x",b="y"}` (labels sorted).
+async fn scrape(gw: &Gateway) -> Samples {
+    let resp = http()
+        .get(format!("http://{}/metrics", gw.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let body = resp.text().await.unwrap();
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let mut samples = Samples::new();
+    for s in scrape.samples {
+        let mut labels: Vec<_> = s
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{v}\""))
+            .collect();
+        labels.sort();
+        let key = format!("{}{{{}}}", s.metric, labels.join(","));
+        let value = match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+            prometheus_parse::Value::Summary(_) => continue,
+        };
+        samples.insert(key, value);
+    }
+    samples
+}
+
+fn delta(before: &Samples, after: &Samples, key: &str) -> f64 {
+    after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn counters_move_exactly_as_the_script_says() {
+    let (gw, _up) = gateway();
+    let base = gw.url("");
+    let before = scrape(&gw).await;
+
+    let admin = token(&base, "admin", ADMIN_PASSWORD, "obs").await; // issued 1, login success
+    let reader = token(&base, "reader", READER_PASSWORD, "obs").await; // issued 2, login success
+    assert_eq!(login(&base, "admin", "wrong-password", "obs").await.0, 401); // wrong_password
+    assert_eq!(login(&base, "ghost", "whatever", "obs").await.0, 401); // unknown_user
+    for _ in 0..3 {
+        assert_eq!(get_with(&gw.url("/a"), &admin, "obs").await.status(), 200); // allowed, cache hit
+    }
+    assert_eq!(http().get(gw.url("/a")).send().await.unwrap().status(), 401); // missing
+    assert_eq!(get_with(&gw.url("/a"), &admin, "other").await.status(), 401); // app_mismatch (hit)
+    let junk = "00000000-0000-4000-8000-000000000000";
+    assert_eq!(get_with(&gw.url("/a"), junk, "obs").await.status(), 401); // invalid (miss)
+    assert_eq!(get_with(&gw.url("/a"), junk, "obs").await.status(), 401); // invalid (negative hit)
+    let resp = http()
+        .post(gw.url("/a"))
+        .header("GWOS-API-TOKEN", &reader)
+        .header("GWOS-APP-NAME", "obs")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401); // forbidden (hit)
+    let body = format!("gwos-api-token={admin}&gwos-app-name=obs");
+    assert_eq!(
+        text(post_form(&gw.url("/api/auth/logout"), &body).await)
+            .await
+            .0,
+        200
+    ); // revoked: logout (hit)
+    assert_eq!(get_with(&gw.url("/a"), &admin, "obs").await.status(), 401); // invalid (negative hit)
+
+    let after = scrape(&gw).await;
+    let d = |key: &str| delta(&before, &after, key);
+    assert_eq!(
+        d(r#"authgate_logins_total{outcome="success",protocol="gwos"}"#),
+        2.0
+    );
+    assert_eq!(
+        d(r#"authgate_logins_total{outcome="wrong_password",protocol="gwos"}"#),
+        1.0
+    );
+    assert_eq!(
+        d(r#"authgate_logins_total{outcome="unknown_user",protocol="gwos"}"#),
+        1.0
+    );
+    assert_eq!(d(r#"authgate_tokens_issued_total{kind="gwos"}"#), 2.0);
+    assert_eq!(d(r#"authgate_tokens_revoked_total{reason="logout"}"#), 1.0);
+    assert_eq!(
+        after[r#"authgate_tokens_live{}"#], 1.0,
+        "two issued, one revoked"
+    );
+    assert_eq!(
+        d(r#"authgate_auth_decisions_total{outcome="allowed"}"#),
+        3.0
+    );
+    assert_eq!(
+        d(r#"authgate_auth_decisions_total{outcome="missing"}"#),
+        1.0
+    );
+    assert_eq!(
+        d(r#"authgate_auth_decisions_total{outcome="app_mismatch"}"#),
+        1.0
+    );
+    assert_eq!(
+        d(r#"authgate_auth_decisions_total{outcome="invalid"}"#),
+        3.0
+    );
+    assert_eq!(
+        d(r#"authgate_auth_decisions_total{outcome="forbidden"}"#),
+        1.0
+    );
+    assert_eq!(
+        d(r#"authgate_token_cache_lookups_total{result="hit"}"#),
+        6.0
+    );
+    assert_eq!(
+        d(r#"authgate_token_cache_lookups_total{result="miss"}"#),
+        1.0
+    );
+    assert_eq!(
+        d(r#"authgate_token_cache_lookups_total{result="negative_hit"}"#),
+        2.0
+    );
+    assert_eq!(
+        d(r#"authgate_requests_total{route="forward",status_class="2xx"}"#),
+        3.0
+    );
+    assert_eq!(
+        d(r#"authgate_requests_total{route="forward",status_class="4xx"}"#),
+        6.0
+    );
+    assert_eq!(
+        d(r#"authgate_requests_total{route="login",status_class="2xx"}"#),
+        2.0
+    );
+    assert_eq!(
+        d(r#"authgate_requests_total{route="login",status_class="4xx"}"#),
+        2.0
+    );
+    assert_eq!(
+        d(r#"authgate_requests_total{route="logout",status_class="2xx"}"#),
+        1.0
+    );
+    assert_eq!(d(r#"authgate_upstream_response_seconds_count{}"#), 3.0);
+    assert_eq!(
+        d(r#"authgate_store_operation_seconds_count{operation="insert"}"#),
+        2.0
+    );
+    assert_eq!(
+        d(r#"authgate_store_operation_seconds_count{operation="revoke"}"#),
+        1.0
+    );
+    assert_eq!(
+        d(r#"authgate_store_operation_seconds_count{operation="get"}"#),
+        1.0
+    );
+    assert_eq!(
+        after[r#"authgate_password_verifications_rejected_total{}"#],
+        0.0
+    );
+    assert_eq!(after[r#"authgate_password_verifications_waiting{}"#], 0.0);
+    assert_eq!(after[r#"authgate_password_verifications_running{}"#], 0.0);
+    assert_eq!(
+        after[&format!(
+            "authgate_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        )],
+        1.0
+    );
+    // Low cardinality: no label value is a user, token, app name or path.
+    for key in after.keys() {
+        for secret in ["admin\"", "reader\"", &admin, &reader, "obs\"", "/a\""] {
+            assert!(!key.contains(secret), "{key} carries {secret}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn upstream_errors_are_counted_by_kind() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (gw, _up) = gateway_with(|c| {
+        c.upstreams.get_mut("main").unwrap().read_timeout_ms = 300;
+        c.upstreams.insert(
+            "dead".into(),
+            authgate::config::UpstreamConfig {
+                addresses: vec![dead.to_string()],
+                ..Default::default()
+            },
+        );
+        c.routes = vec![authgate::config::RouteConfig {
+            prefix: "/dead".into(),
+            upstream: "dead".into(),
+        }];
+    });
+    let t = token(&gw.url(""), "admin", ADMIN_PASSWORD, "obs").await;
+    let before = scrape(&gw).await;
+    assert_eq!(get_with(&gw.url("/dead"), &t, "obs").await.status(), 502);
+    assert_eq!(get_with(&gw.url("/slow"), &t, "obs").await.status(), 504);
+    let after = scrape(&gw).await;
+    assert_eq!(
+        delta(
+            &before,
+            &after,
+            r#"authgate_upstream_errors_total{kind="connect"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            &before,
+            &after,
+            r#"authgate_upstream_errors_total{kind="timeout"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            &before,
+            &after,
+            r#"authgate_requests_total{route="forward",status_class="5xx"}"#
+        ),
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn readiness_follows_the_upstream_and_other_admin_paths_are_404() {
+    let mut upstream = Upstream::start();
+    let port = upstream.addr;
+    let mut config = test_config(upstream.addr);
+    config
+        .upstreams
+        .get_mut("main")
+        .unwrap()
+        .health_check_interval_ms = 100;
+    let gw = Gateway::start(config);
+    let admin = |path: &'static str| {
+        let url = format!("http://{}{path}", gw.admin);
+        async move { text(http().get(url).send().await.unwrap()).await }
+    };
+    assert_eq!(admin("/healthz").await, (200, "ok".into()));
+    assert_eq!(admin("/readyz").await.0, 200);
+    assert_eq!(admin("/").await.0, 404);
+    assert_eq!(admin("/api/auth/login").await.0, 404);
+
+    upstream.stop();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = admin("/readyz").await;
+        if status == 503 {
+            assert!(
+                body.starts_with("not ready: ") && !body.contains('\n'),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(admin("/healthz").await.0, 200, "alive while not ready");
+
+    let _back = Upstream::start_on(std::net::TcpListener::bind(port).unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while admin("/readyz").await.0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn request_ids_are_kept_or_made_and_travel_both_ways() {
+    let (gw, up) = gateway();
+    let t = token(&gw.url(""), "admin", ADMIN_PASSWORD, "obs").await;
+    let send = |id: Option<&'static str>| {
+        let mut req = http()
+            .get(gw.url("/r"))
+            .header("GWOS-API-TOKEN", &t)
+            .header("GWOS-APP-NAME", "obs");
+        if let Some(id) = id {
+            req = req.header("X-Request-Id", id);
+        }
+        req.send()
+    };
+    let resp = send(Some("abc-123.def:9")).await.unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "abc-123.def:9");
+    assert_eq!(up.last().header("x-request-id"), Some("abc-123.def:9"));
+    for bad in [
+        None,
+        Some("has spaces in it"),
+        Some("<script>"),
+        Some(&*"x".repeat(200).leak()),
+    ] {
+        let resp = send(bad).await.unwrap();
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert!(
+            id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{bad:?} → {id}"
+        );
+        assert_eq!(up.last().header("x-request-id"), Some(id.as_str()));
+    }
+    // Local answers carry it too.
+    let resp = http()
+        .get(gw.url("/r"))
+        .header("X-Request-Id", "local-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["x-request-id"], "local-1");
+}
