@@ -45,7 +45,7 @@ fn authenticator(store: Arc<dyn TokenStore>, max_ttl: Duration) -> Authenticator
         metrics.clone(),
     );
     Authenticator::new(
-        UserDirectory::default(),
+        UserDirectory::demo(),
         PasswordVerifier::new(1, 1, metrics.password_rejected.clone()),
         cache,
         None,
