@@ -205,6 +205,12 @@ impl TokenCache {
         self.positive.invalidate(&hash).await;
     }
 
+    /// Let moka finish its deferred bookkeeping (for measurements and tests).
+    pub async fn run_pending_tasks(&self) {
+        self.positive.run_pending_tasks().await;
+        self.negative.run_pending_tasks().await;
+    }
+
     /// The in-memory view of a token's latest use, if cached (for tests and diagnostics).
     pub async fn cached_last_used(&self, hash: TokenHash) -> Option<u64> {
         let token = self.positive.get(&hash).await?;

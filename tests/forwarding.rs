@@ -341,24 +341,7 @@ async fn keep_alive_survives_a_401_and_connection_close_is_honoured() {
 
 #[tokio::test]
 async fn upstream_down_is_502_and_too_slow_is_504() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let (gw, _up) = gateway_with(|c| {
-        c.upstreams.get_mut("main").unwrap().read_timeout_ms = 500;
-        c.upstreams.insert(
-            "dead".into(),
-            authgate::config::UpstreamConfig {
-                addresses: vec![dead.to_string()],
-                ..Default::default()
-            },
-        );
-        c.routes = vec![authgate::config::RouteConfig {
-            prefix: "/dead".into(),
-            upstream: "dead".into(),
-        }];
-    });
+    let (gw, _up) = gateway_with(|c| route_to_dead_upstream_and_short_timeout(c, "/dead"));
     let t = token(&gw.url(""), "admin", ADMIN_PASSWORD, APP).await;
     let started = std::time::Instant::now();
     let (status, body) = text(get_with(&gw.url("/dead/x"), &t, APP).await).await;

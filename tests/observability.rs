@@ -190,24 +190,7 @@ async fn counters_move_exactly_as_the_script_says() {
 
 #[tokio::test]
 async fn upstream_errors_are_counted_by_kind() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let (gw, _up) = gateway_with(|c| {
-        c.upstreams.get_mut("main").unwrap().read_timeout_ms = 300;
-        c.upstreams.insert(
-            "dead".into(),
-            authgate::config::UpstreamConfig {
-                addresses: vec![dead.to_string()],
-                ..Default::default()
-            },
-        );
-        c.routes = vec![authgate::config::RouteConfig {
-            prefix: "/dead".into(),
-            upstream: "dead".into(),
-        }];
-    });
+    let (gw, _up) = gateway_with(|c| route_to_dead_upstream_and_short_timeout(c, "/dead"));
     let t = token(&gw.url(""), "admin", ADMIN_PASSWORD, "obs").await;
     let before = scrape(&gw).await;
     assert_eq!(get_with(&gw.url("/dead"), &t, "obs").await.status(), 502);

@@ -82,8 +82,16 @@ fn config_yaml(
     )
 }
 
-#[tokio::test]
-async fn tokens_survive_a_crash_and_a_restart() {
+/// A data directory, a recording upstream, and a config for the gateway on a free port.
+struct Setup {
+    dir: tempfile::TempDir,
+    upstream: Upstream,
+    port: u16,
+    yaml: String,
+    base: String,
+}
+
+fn setup(extra: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let upstream = Upstream::start();
     let port = free_port();
@@ -92,13 +100,31 @@ async fn tokens_survive_a_crash_and_a_restart() {
         free_port(),
         upstream.addr,
         &dir.path().join("data"),
-        "",
+        extra,
     );
     let base = format!("http://127.0.0.1:{port}");
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    Setup {
+        dir,
+        upstream,
+        port,
+        yaml,
+        base,
+    }
+}
 
-    let mut first = Proc::start(dir.path(), &yaml, "warn");
-    wait_connectable(addr);
+impl Setup {
+    fn start(&self, log_level: &str) -> Proc {
+        let proc = Proc::start(self.dir.path(), &self.yaml, log_level);
+        wait_connectable(format!("127.0.0.1:{}", self.port).parse().unwrap());
+        proc
+    }
+}
+
+#[tokio::test]
+async fn tokens_survive_a_crash_and_a_restart() {
+    let setup = setup("");
+    let base = setup.base.clone();
+    let mut first = setup.start("warn");
     let kept = token(&base, "admin", ADMIN_PASSWORD, APP).await;
     let revoked = token(&base, "admin", ADMIN_PASSWORD, APP).await;
     let body = format!("gwos-api-token={revoked}&gwos-app-name={APP}");
@@ -112,15 +138,17 @@ async fn tokens_survive_a_crash_and_a_restart() {
     first.child.kill().unwrap();
     first.child.wait().unwrap();
 
-    let _second = Proc::start(dir.path(), &yaml, "warn");
-    wait_connectable(addr);
+    let _second = setup.start("warn");
     assert_eq!(
         get_with(&format!("{base}/after"), &kept, APP)
             .await
             .status(),
         200
     );
-    assert_eq!(upstream.last().header("x-authgate-user"), Some("admin"));
+    assert_eq!(
+        setup.upstream.last().header("x-authgate-user"),
+        Some("admin")
+    );
     assert_eq!(
         get_with(&format!("{base}/after"), &revoked, APP)
             .await
@@ -131,19 +159,9 @@ async fn tokens_survive_a_crash_and_a_restart() {
 
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits_well_within_the_grace() {
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = Upstream::start();
-    let port = free_port();
-    let yaml = config_yaml(
-        port,
-        free_port(),
-        upstream.addr,
-        &dir.path().join("data"),
-        "",
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    let mut proc = Proc::start(dir.path(), &yaml, "info");
-    wait_connectable(format!("127.0.0.1:{port}").parse().unwrap());
+    let setup = setup("");
+    let (base, port) = (setup.base.clone(), setup.port);
+    let mut proc = setup.start("info");
     let t = token(&base, "admin", ADMIN_PASSWORD, APP).await;
 
     let slow = tokio::spawn({
@@ -177,18 +195,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits_well_within_the_grace() 
 
 #[test]
 fn sigint_exits_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = Upstream::start();
-    let port = free_port();
-    let yaml = config_yaml(
-        port,
-        free_port(),
-        upstream.addr,
-        &dir.path().join("data"),
-        "",
-    );
-    let mut proc = Proc::start(dir.path(), &yaml, "warn");
-    wait_connectable(format!("127.0.0.1:{port}").parse().unwrap());
+    let mut proc = setup("").start("warn");
     proc.signal("INT");
     assert!(proc.wait_exit(Duration::from_secs(2)).is_some());
 }
@@ -362,19 +369,9 @@ async fn readme_demo_session_on_embedded_defaults() {
 /// Trace-level logs of a whole session hold no token and no password, in any encoding.
 #[tokio::test]
 async fn no_secret_in_any_log_line_at_trace_level() {
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = Upstream::start();
-    let port = free_port();
-    let yaml = config_yaml(
-        port,
-        free_port(),
-        upstream.addr,
-        &dir.path().join("data"),
-        "log:\n  format: json\n",
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    let proc = Proc::start(dir.path(), &yaml, "trace");
-    wait_connectable(format!("127.0.0.1:{port}").parse().unwrap());
+    let setup = setup("log:\n  format: json\n");
+    let base = setup.base.clone();
+    let proc = setup.start("trace");
 
     let t = token(&base, "admin", ADMIN_PASSWORD, APP).await;
     let _ = login(&base, "admin", "wrong-but-secret-pw", APP).await;

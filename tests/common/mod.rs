@@ -231,6 +231,26 @@ pub fn gateway_with(adjust: impl FnOnce(&mut Config)) -> (Gateway, Upstream) {
     (Gateway::start(config), upstream)
 }
 
+/// Route `prefix` to an upstream where nothing listens; the main upstream times out after 500 ms.
+pub fn route_to_dead_upstream_and_short_timeout(c: &mut Config, prefix: &str) {
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    c.upstreams.get_mut("main").unwrap().read_timeout_ms = 500;
+    c.upstreams.insert(
+        "dead".into(),
+        UpstreamConfig {
+            addresses: vec![dead.to_string()],
+            ..UpstreamConfig::default()
+        },
+    );
+    c.routes = vec![authgate::config::RouteConfig {
+        prefix: prefix.into(),
+        upstream: "dead".into(),
+    }];
+}
+
 pub fn gateway() -> (Gateway, Upstream) {
     gateway_with(|_| {})
 }

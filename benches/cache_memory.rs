@@ -1,0 +1,67 @@
+//! Resident memory of the token cache holding 1 000 000 live tokens.
+//!
+//! Run: `cargo bench --bench cache_memory` (prints RSS before and after; target ≤ 300 MB).
+
+use authgate::auth::token::{new_gwos_token, TokenHash};
+use authgate::auth::users::Role;
+use authgate::cache::TokenCache;
+use authgate::metrics::Metrics;
+use authgate::store::{now_ms, MemoryStore, TokenKind, TokenRecord};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn rss_mib() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0.0);
+    pages * 4096.0 / (1024.0 * 1024.0)
+}
+
+fn main() {
+    let count: usize = std::env::var("TOKENS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // The store is not measured: only what the cache itself holds.
+        let cache = TokenCache::new(
+            Arc::new(MemoryStore::new()),
+            count as u64 + 1,
+            Duration::from_secs(3600),
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+            Arc::new(Metrics::new()),
+        );
+        let before = rss_mib();
+        let now = now_ms();
+        for i in 0..count {
+            let record = TokenRecord {
+                kind: TokenKind::Gwos,
+                subject: format!("user-{}", i % 1000),
+                role: Role::Admin,
+                app_name: "monitoring-app".into(),
+                device_id: None,
+                issued_at: now,
+                last_used: now,
+                idle_timeout_ms: Some(8 * 3600 * 1000),
+                max_expires_at: None,
+            };
+            cache.remember(TokenHash::of(&new_gwos_token()), record, now).await;
+        }
+        cache.run_pending_tasks().await;
+        let after = rss_mib();
+        println!(
+            "cache_memory: {count} tokens cached: RSS {before:.0} MiB -> {after:.0} MiB (+{:.0} MiB, {:.0} bytes/token)",
+            after - before,
+            (after - before) * 1024.0 * 1024.0 / count as f64
+        );
+    });
+}
