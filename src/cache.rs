@@ -66,7 +66,10 @@ pub struct TokenCache {
     store: Arc<dyn TokenStore>,
     max_ttl: Duration,
     touch_step_ms: u64,
-    metrics: Arc<Metrics>,
+    /// Lookup counters, resolved once (a labelled lookup per request costs a hash and a lock).
+    hits: prometheus::IntCounter,
+    misses: prometheus::IntCounter,
+    negative_hits: prometheus::IntCounter,
 }
 
 impl TokenCache {
@@ -90,15 +93,10 @@ impl TokenCache {
             store,
             max_ttl,
             touch_step_ms: touch_step.as_millis() as u64,
-            metrics,
+            hits: metrics.cache_lookups.with_label_values(&["hit"]),
+            misses: metrics.cache_lookups.with_label_values(&["miss"]),
+            negative_hits: metrics.cache_lookups.with_label_values(&["negative_hit"]),
         }
-    }
-
-    fn count(&self, result: &str) {
-        self.metrics
-            .cache_lookups
-            .with_label_values(&[result])
-            .inc();
     }
 
     pub fn store(&self) -> &Arc<dyn TokenStore> {
@@ -107,7 +105,7 @@ impl TokenCache {
 
     pub async fn lookup(&self, hash: TokenHash, now: u64) -> Result<Lookup, StoreError> {
         if let Some(token) = self.positive.get(&hash).await {
-            self.count("hit");
+            self.hits.inc();
             if token.live_at(now) {
                 return Ok(Lookup::Valid {
                     token,
@@ -118,10 +116,10 @@ impl TokenCache {
             return Ok(Lookup::Expired);
         }
         if self.negative.contains_key(&hash) {
-            self.count("negative_hit");
+            self.negative_hits.inc();
             return Ok(Lookup::Unknown { negative_hit: true });
         }
-        self.count("miss");
+        self.misses.inc();
         let Some(record) = self.store.get(hash).await? else {
             self.negative.insert(hash, ()).await;
             return Ok(Lookup::Unknown {

@@ -10,12 +10,18 @@ pub const LEGACY_APP_NAME: &str = "app-name";
 /// ioGates' own token header.
 pub const TOKEN: &str = "token";
 
+// Pre-built names: looking a header up by `&str` parses and lowercases the name on every request.
+static GWOS_API_TOKEN_NAME: HeaderName = HeaderName::from_static(GWOS_API_TOKEN);
+static GWOS_APP_NAME_NAME: HeaderName = HeaderName::from_static(GWOS_APP_NAME);
+static LEGACY_APP_NAME_NAME: HeaderName = HeaderName::from_static(LEGACY_APP_NAME);
+static TOKEN_NAME: HeaderName = HeaderName::from_static(TOKEN);
+
 /// Stands in for a credential header that is not even text: it can never validate.
 const UNREADABLE: &str = "\u{0}";
 
 /// A header's trimmed value; `None` when absent or empty. A repeated header is unreadable: two
 /// tokens leave no way to know which one the client meant.
-fn single_value<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+fn single_value<'a>(req: &'a RequestHeader, name: &HeaderName) -> Option<&'a str> {
     let mut values = req.headers.get_all(name).iter();
     let first = values.next()?;
     if values.next().is_some() {
@@ -29,7 +35,7 @@ fn single_value<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
 
 /// The token of `Authorization: Bearer <token>`.
 fn bearer(req: &RequestHeader) -> Option<&str> {
-    let value = single_value(req, "authorization")?;
+    let value = single_value(req, &http::header::AUTHORIZATION)?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -42,14 +48,15 @@ fn bearer(req: &RequestHeader) -> Option<&str> {
 /// token at all, the source still says whether the client speaks ioGates (it always sends a
 /// `token` header, empty before it logs in).
 pub fn credentials(req: &RequestHeader) -> Credentials<'_> {
-    let app_name = single_value(req, GWOS_APP_NAME).or_else(|| single_value(req, LEGACY_APP_NAME));
-    let (token, source) = if let Some(t) = single_value(req, GWOS_API_TOKEN) {
+    let app_name =
+        single_value(req, &GWOS_APP_NAME_NAME).or_else(|| single_value(req, &LEGACY_APP_NAME_NAME));
+    let (token, source) = if let Some(t) = single_value(req, &GWOS_API_TOKEN_NAME) {
         (Some(t), CredentialSource::Gwos)
-    } else if let Some(t) = single_value(req, TOKEN) {
+    } else if let Some(t) = single_value(req, &TOKEN_NAME) {
         (Some(t), CredentialSource::TokenHeader)
     } else if let Some(t) = bearer(req) {
         (Some(t), CredentialSource::Bearer)
-    } else if req.headers.contains_key(TOKEN) {
+    } else if req.headers.contains_key(&TOKEN_NAME) {
         (None, CredentialSource::TokenHeader)
     } else {
         (None, CredentialSource::Gwos)
