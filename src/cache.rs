@@ -28,9 +28,9 @@ pub struct CachedToken {
 
 impl CachedToken {
     fn live_at(&self, now: u64) -> bool {
-        let mut record_now = self.record.clone();
-        record_now.last_used = self.last_used.load(Ordering::Relaxed);
-        record_now.is_live_at(now)
+        self.record
+            .expires_at_if_last_used(self.last_used.load(Ordering::Relaxed))
+            .is_none_or(|deadline| now < deadline)
     }
 }
 
