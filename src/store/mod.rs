@@ -44,9 +44,12 @@ pub struct TokenRecord {
 impl TokenRecord {
     /// When the token dies if it is not used again; `None` = never.
     pub fn expires_at(&self) -> Option<u64> {
-        let idle = self
-            .idle_timeout_ms
-            .map(|t| self.last_used.saturating_add(t));
+        self.expires_at_if_last_used(self.last_used)
+    }
+
+    /// The same, had its latest use been at `last_used`.
+    pub fn expires_at_if_last_used(&self, last_used: u64) -> Option<u64> {
+        let idle = self.idle_timeout_ms.map(|t| last_used.saturating_add(t));
         match (idle, self.max_expires_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
