@@ -340,6 +340,24 @@ async fn keep_alive_survives_a_401_and_connection_close_is_honoured() {
 }
 
 #[tokio::test]
+async fn hop_by_hop_headers_stop_at_the_gateway() {
+    let (gw, up) = gateway();
+    let t = token(&gw.url(""), "admin", ADMIN_PASSWORD, APP).await;
+    let mut conn = RawConn::open(gw.addr);
+    conn.send(&format!(
+        "GET /hop HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Secret-Hop\r\nX-Secret-Hop: v\r\n\
+         Keep-Alive: timeout=5\r\nProxy-Authorization: Basic eDp5\r\nTE: trailers\r\nX-End-To-End: kept\r\n\
+         GWOS-API-TOKEN: {t}\r\nGWOS-APP-NAME: {APP}\r\n\r\n"
+    ));
+    assert_eq!(conn.read_response().status, 200);
+    let r = up.last();
+    for gone in ["x-secret-hop", "keep-alive", "proxy-authorization", "te"] {
+        assert_eq!(r.header(gone), None, "{gone} reached the upstream");
+    }
+    assert_eq!(r.header("x-end-to-end"), Some("kept"));
+}
+
+#[tokio::test]
 async fn upstream_down_is_502_and_too_slow_is_504() {
     let (gw, _up) = gateway_with(|c| route_to_dead_upstream_and_short_timeout(c, "/dead"));
     let t = token(&gw.url(""), "admin", ADMIN_PASSWORD, APP).await;

@@ -157,6 +157,47 @@ async fn tokens_survive_a_crash_and_a_restart() {
     );
 }
 
+/// Peak resident memory of a process, in MiB (VmHWM).
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024.0
+}
+
+#[tokio::test]
+async fn a_100_mb_upload_and_download_pass_in_constant_memory() {
+    let setup = setup("");
+    let base = setup.base.clone();
+    let proc = setup.start("warn");
+    let t = token(&base, "admin", ADMIN_PASSWORD, APP).await;
+    let chunk = bytes::Bytes::from(vec![1u8; 1024 * 1024]);
+    let body =
+        futures_util::stream::iter((0..100).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let resp = http()
+        .put(format!("{base}/upload"))
+        .header("GWOS-API-TOKEN", &t)
+        .header("GWOS-APP-NAME", APP)
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(setup.upstream.last().body_len, 100 * 1024 * 1024);
+    let mut resp = get_with(&format!("{base}/stream?mb=100"), &t, APP).await;
+    let mut received = 0;
+    while let Some(piece) = resp.chunk().await.unwrap() {
+        received += piece.len();
+    }
+    assert_eq!(received, 100 * 1024 * 1024);
+    let peak = peak_rss_mib(proc.child.id());
+    println!("peak RSS after 200 MB through the gateway: {peak:.1} MiB");
+    assert!(peak < 64.0, "the gateway buffered: peak RSS {peak:.1} MiB");
+}
+
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits_well_within_the_grace() {
     let setup = setup("");

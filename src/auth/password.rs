@@ -5,7 +5,6 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier as _,
 use argon2::Argon2;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::Semaphore;
 
 /// A stored password hash, checked for shape when the users file is loaded.
 #[derive(Clone)]
@@ -72,15 +71,38 @@ pub fn hash_password(password: &str) -> String {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Overloaded;
 
-/// Runs verifications on the blocking pool, at most `max_concurrent` at once and at most
-/// `max_waiting` queued, so that a login flood cannot starve proxying.
+/// One verification handed to the pool.
+struct Job {
+    hash: StoredHash,
+    password: String,
+    reply: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// How much less CPU a verification thread gets than a proxy thread when both want it (nice 10 is
+/// about a tenth of the weight): a login flood slows logins down, not proxying.
+const PASSWORD_THREAD_NICE: libc::c_int = 10;
+
+fn lower_this_threads_priority() {
+    // On Linux the nice value is per thread; `who` = this thread's id.
+    // SAFETY: plain syscalls on the calling thread, no memory is shared with them.
+    let result = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, PASSWORD_THREAD_NICE)
+    };
+    if result != 0 {
+        tracing::warn!("could not lower the priority of a password thread");
+    }
+}
+
+/// Verifies passwords on its own small pool of low-priority threads, at most `max_concurrent` at
+/// once and at most `max_waiting` queued, so that a login flood cannot starve proxying.
 pub struct PasswordVerifier {
-    permits: Arc<Semaphore>,
-    waiting: AtomicUsize,
+    jobs: std::sync::mpsc::Sender<Job>,
+    waiting: Arc<AtomicUsize>,
+    running: Arc<AtomicUsize>,
     max_waiting: usize,
     /// Verified when the user is unknown, so that an unknown user costs what a wrong password costs.
     dummy: StoredHash,
-    max_concurrent: usize,
     rejected: prometheus::IntCounter,
 }
 
@@ -91,12 +113,42 @@ impl PasswordVerifier {
         max_waiting: usize,
         rejected: prometheus::IntCounter,
     ) -> PasswordVerifier {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let running = Arc::new(AtomicUsize::new(0));
+        for i in 0..max_concurrent.max(1) {
+            let (queue, waiting, running) = (queue.clone(), waiting.clone(), running.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("authgate-password-{i}"))
+                .spawn(move || {
+                    lower_this_threads_priority();
+                    loop {
+                        // The pool ends when the verifier (the only sender) is dropped.
+                        let Ok(job) = queue
+                            .lock()
+                            .map_err(drop)
+                            .and_then(|q| q.recv().map_err(drop))
+                        else {
+                            return;
+                        };
+                        waiting.fetch_sub(1, Ordering::AcqRel);
+                        running.fetch_add(1, Ordering::AcqRel);
+                        let matched = job.hash.verify_blocking(job.password.as_bytes());
+                        running.fetch_sub(1, Ordering::AcqRel);
+                        let _ = job.reply.send(matched);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a password thread");
+            }
+        }
         PasswordVerifier {
-            permits: Arc::new(Semaphore::new(max_concurrent)),
-            waiting: AtomicUsize::new(0),
+            jobs,
+            waiting,
+            running,
             max_waiting,
             dummy: StoredHash::Argon2id(hash_password("authgate-dummy-password")),
-            max_concurrent,
             rejected,
         }
     }
@@ -108,7 +160,7 @@ impl PasswordVerifier {
 
     /// Verifications currently running.
     pub fn running(&self) -> usize {
-        self.max_concurrent - self.permits.available_permits()
+        self.running.load(Ordering::Relaxed)
     }
 
     /// `Ok(true)` only when `hash` is present and matches. With no hash the dummy is verified and the
@@ -124,19 +176,18 @@ impl PasswordVerifier {
             self.rejected.inc();
             return Err(Overloaded);
         }
-        let permit = self.permits.clone().acquire_owned().await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        let Ok(permit) = permit else {
-            return Err(Overloaded); // the semaphore is never closed
-        };
         let known = hash.is_some();
-        let hash = hash.unwrap_or(&self.dummy).clone();
-        let matched = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            hash.verify_blocking(password.as_bytes())
-        })
-        .await
-        .unwrap_or(false);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job {
+            hash: hash.unwrap_or(&self.dummy).clone(),
+            password,
+            reply,
+        };
+        if self.jobs.send(job).is_err() {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(Overloaded); // no thread could be started
+        }
+        let matched = answer.await.unwrap_or(false);
         Ok(known && matched)
     }
 }
