@@ -17,4 +17,5 @@ fi
 cargo build --release --quiet
 python3 benches/load/compare.py "$@"
 echo
-cargo bench --quiet --bench cache_memory 2>/dev/null | grep '^cache_memory'
+cargo bench --quiet --bench cache_memory 2>/dev/null | grep "^cache_memory"
+cargo bench --quiet --bench moka_floor 2>/dev/null | grep "^moka_floor"
