@@ -8,17 +8,10 @@ use authgate::cache::TokenCache;
 use authgate::metrics::Metrics;
 use authgate::store::{now_ms, MemoryStore, TokenKind, TokenRecord};
 use std::sync::Arc;
+#[path = "support/mod.rs"]
+mod support;
 use std::time::Duration;
-
-fn rss_mib() -> f64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: f64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0.0);
-    pages * 4096.0 / (1024.0 * 1024.0)
-}
+use support::rss_mib;
 
 fn main() {
     let count: usize = std::env::var("TOKENS")

@@ -5,17 +5,10 @@
 
 use moka::future::Cache;
 use std::sync::Arc;
+#[path = "support/mod.rs"]
+mod support;
 use std::time::{Duration, Instant};
-
-fn rss_mib() -> f64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: f64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0.0);
-    pages * 4096.0 / (1024.0 * 1024.0)
-}
+use support::rss_mib;
 
 struct FiveMinutes;
 
