@@ -112,6 +112,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
 
     let conf = ServerConf {
         threads: config.threads,
+        work_stealing: config.work_stealing,
         grace_period_seconds: Some(config.shutdown.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(config.shutdown.graceful_shutdown_timeout_seconds),
         ..ServerConf::default()
