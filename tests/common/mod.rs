@@ -144,6 +144,10 @@ pub fn test_config(upstream: SocketAddr) -> Config {
         demo_upstream: None,
         default_upstream: "main".into(),
         threads: 2,
+        // pingora's no-steal runtime keeps process-wide state, so only the first server of a
+        // process could start with it; tests build many per process. The real binary (one server
+        // per process, the default `work_stealing: false`) is covered by tests/process.rs.
+        work_stealing: true,
         ..Config::default()
     };
     config.admin.listen = format!("127.0.0.1:{}", free_port());
