@@ -208,12 +208,6 @@ impl TokenCache {
         self.positive.run_pending_tasks().await;
         self.negative.run_pending_tasks().await;
     }
-
-    /// The in-memory view of a token's latest use, if cached (for tests and diagnostics).
-    pub async fn cached_last_used(&self, hash: TokenHash) -> Option<u64> {
-        let token = self.positive.get(&hash).await?;
-        Some(token.last_used.load(Ordering::Relaxed))
-    }
 }
 
 #[cfg(test)]

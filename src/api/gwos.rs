@@ -1,11 +1,10 @@
 //! GWOS auth endpoints (`../shared/spec/gwos.md` §1 and §5): exact statuses and text bodies.
 
 use super::form::Params;
-use super::Outcome;
+use super::{retry_later, store_failed, Outcome};
 use crate::auth::{Authenticator, LoginError};
 use crate::proxy::reply::Reply;
 use crate::store::StoreError;
-use http::header::HeaderValue;
 use serde::{Deserialize, Serialize};
 
 pub const LOGIN_BAD_REQUEST: &str = "Invalid username or password or gwos-app-name";
@@ -19,18 +18,12 @@ const APP_NAME: &[&str] = &["gwos-app-name", "gwos_app_name"];
 const API_TOKEN: &[&str] = &["gwos-api-token", "gwos_api_token"];
 
 fn store_unavailable(e: &StoreError) -> Outcome {
-    tracing::error!(error = %e, "token store failed");
-    Outcome::new(
-        Reply::text(503, "Token store unavailable")
-            .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1")),
-        "store_error",
-    )
+    store_failed(e, Reply::text(503, "Token store unavailable"))
 }
 
 fn overloaded() -> Outcome {
-    Outcome::new(
-        Reply::text(503, "Too many logins in progress, retry shortly")
-            .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1")),
+    retry_later(
+        Reply::text(503, "Too many logins in progress, retry shortly"),
         "overloaded",
     )
 }
@@ -116,18 +109,11 @@ impl GwosApi<'_> {
             .await
         {
             Ok((token, name)) => {
-                let body = serde_json::to_vec(&Response {
+                let body = Response {
                     name: &request.name,
                     access_token: &token,
-                })
-                .expect("a two-string object always serialises");
-                let reply = Reply {
-                    status: 200,
-                    content_type: crate::proxy::reply::JSON,
-                    body: body.into(),
-                    headers: Vec::new(),
                 };
-                Outcome::new(reply.no_store(), "success").for_user(name)
+                Outcome::new(Reply::json(200, &body).no_store(), "success").for_user(name)
             }
             // GW8 clients treat any 401 whose body mentions `password` as bad credentials.
             Err((mut outcome, who)) => {

@@ -2,7 +2,7 @@
 //! form body, answering the token and the account's profile as JSON.
 
 use super::form::Params;
-use super::Outcome;
+use super::{retry_later, store_failed, Outcome};
 use crate::auth::users::{Status, User};
 use crate::auth::{Authenticator, Grant, LoginError};
 use crate::proxy::reply::Reply;
@@ -139,24 +139,11 @@ fn answer(token: &str, account: &User, share_id: Option<&str>) -> Reply {
         max_file_size: p.max_file_size,
         available_storage: p.available_storage,
     };
-    let bytes = serde_json::to_vec(&body).expect("the answer always serialises");
-    Reply {
-        status: 200,
-        content_type: crate::proxy::reply::JSON,
-        body: bytes.into(),
-        headers: Vec::new(),
-    }
-    .no_store()
+    Reply::json(200, &body).no_store()
 }
 
-fn unavailable(message: &str, result: &'static str) -> Outcome {
-    Outcome::new(
-        Reply::message(503, message).with_header(
-            http::header::RETRY_AFTER,
-            http::HeaderValue::from_static("1"),
-        ),
-        result,
-    )
+fn store_unavailable(e: &crate::store::StoreError) -> Outcome {
+    store_failed(e, Reply::message(503, "Token store unavailable"))
 }
 
 /// `POST /api/authtoken`.
@@ -190,12 +177,12 @@ pub async fn authtoken(auth: &Authenticator, body: &[u8], content_type: Option<&
                     return Outcome::new(reply, reason.as_str()).for_user(username.clone());
                 }
                 Err(LoginError::Overloaded) => {
-                    return unavailable("Too many logins in progress, retry shortly", "overloaded")
+                    return retry_later(
+                        Reply::message(503, "Too many logins in progress, retry shortly"),
+                        "overloaded",
+                    )
                 }
-                Err(LoginError::Store(e)) => {
-                    tracing::error!(error = %e, "token store failed");
-                    return unavailable("Token store unavailable", "store_error");
-                }
+                Err(LoginError::Store(e)) => return store_unavailable(&e),
             }
         }
     };
@@ -212,10 +199,7 @@ pub async fn authtoken(auth: &Authenticator, body: &[u8], content_type: Option<&
             };
             Outcome::new(answer(&token, &grant.account, share_id), result).for_user(who)
         }
-        Err(e) => {
-            tracing::error!(error = %e, "token store failed");
-            unavailable("Token store unavailable", "store_error")
-        }
+        Err(e) => store_unavailable(&e),
     }
 }
 

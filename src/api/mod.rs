@@ -6,6 +6,8 @@ pub mod iogates;
 pub mod revocation;
 
 use crate::proxy::reply::Reply;
+use crate::store::StoreError;
+use http::header::{HeaderValue, RETRY_AFTER};
 
 /// What an auth endpoint answered, and what the access and audit logs should say of it.
 #[derive(Debug)]
@@ -15,6 +17,20 @@ pub struct Outcome {
     pub result: &'static str,
     /// The user concerned, as resolved (or as typed when unknown); never a secret.
     pub user: Option<String>,
+}
+
+/// A 503 the client may retry in a second.
+pub fn retry_later(reply: Reply, result: &'static str) -> Outcome {
+    Outcome::new(
+        reply.with_header(RETRY_AFTER, HeaderValue::from_static("1")),
+        result,
+    )
+}
+
+/// The token store failed: logged here, answered 503 in the endpoint's dialect.
+pub fn store_failed(e: &StoreError, reply: Reply) -> Outcome {
+    tracing::error!(error = %e, "token store failed");
+    retry_later(reply, "store_error")
 }
 
 impl Outcome {

@@ -1,7 +1,7 @@
 //! Revocation endpoints of authgate's own: a client retires its token, an admin retires any token
 //! or all tokens of a share. Effective on the next request, on every path.
 
-use super::Outcome;
+use super::{store_failed, Outcome};
 use crate::auth::shares::share_subject;
 use crate::auth::{Authenticator, Credentials, Denial};
 use crate::proxy::reply::Reply;
@@ -15,13 +15,7 @@ pub async fn revoke_presented(auth: &Authenticator, credentials: Credentials<'_>
     match auth.revoke_token(token).await {
         Ok(true) => Outcome::new(Reply::message(200, "Token revoked"), "success"),
         Ok(false) => Outcome::new(Reply::message(401, "Invalid token"), "unknown_token"),
-        Err(e) => {
-            tracing::error!(error = %e, "token store failed");
-            Outcome::new(
-                Reply::message(503, "Token store unavailable"),
-                "store_error",
-            )
-        }
+        Err(e) => store_failed(&e, Reply::message(503, "Token store unavailable")),
     }
 }
 
@@ -89,13 +83,6 @@ pub async fn admin_revoke(
             "success",
         )
         .for_user(who),
-        Err(e) => {
-            tracing::error!(error = %e, "token store failed");
-            Outcome::new(
-                Reply::message(503, "Token store unavailable"),
-                "store_error",
-            )
-            .for_user(who)
-        }
+        Err(e) => store_failed(&e, Reply::message(503, "Token store unavailable")).for_user(who),
     }
 }

@@ -13,7 +13,7 @@ pub use access::{CredentialSource, Credentials, Denial, Principal};
 use crate::cache::{CachedToken, Lookup, TokenCache};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::{now_ms, StoreError, TokenKind, TokenRecord};
+use crate::store::{earliest, now_ms, StoreError, TokenKind, TokenRecord};
 use arc_swap::ArcSwap;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -214,15 +214,13 @@ impl Authenticator {
         user: Option<Arc<User>>,
         password: Option<String>,
     ) -> Result<Arc<User>, LoginError> {
-        let hash = user
-            .as_ref()
-            .filter(|_| password.is_some())
-            .map(|u| &u.password);
+        let decodable = password.is_some();
+        let hash = user.as_ref().filter(|_| decodable).map(|u| &u.password);
         let matched = self
             .verifier
-            .verify(hash, password.clone().unwrap_or_default())
+            .verify(hash, password.unwrap_or_default())
             .await?;
-        let reason = match (user, password.is_some(), matched) {
+        let reason = match (user, decodable, matched) {
             (None, _, _) => BadCredentialsReason::UnknownUser,
             (Some(_), false, _) => BadCredentialsReason::UndecodablePassword,
             (Some(_), true, false) => BadCredentialsReason::WrongPassword,
@@ -373,10 +371,7 @@ impl Authenticator {
             .iogates_max_lifetime_ms
             .map(|l| now.saturating_add(l));
         let share_end = grant.share.as_ref().and_then(|s| s.expires_at);
-        let max_expires_at = match (lifetime_end, share_end) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let max_expires_at = earliest(lifetime_end, share_end);
         let token = token::new_opaque_token();
         let hash = TokenHash::of(&token);
         let record = TokenRecord {

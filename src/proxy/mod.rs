@@ -283,14 +283,14 @@ impl ProxyHttp for Gateway {
         let pool = self.upstreams.route(&ctx.path);
         match pool.peer() {
             Some(peer) => Ok(Box::new(peer)),
-            None => Error::e_explain(
-                ErrorType::ConnectNoRoute,
-                format!("no healthy backend in upstream {}", pool.name),
-            )
-            .map_err(|mut e: Box<Error>| {
+            None => {
+                let mut e = Error::explain(
+                    ErrorType::ConnectNoRoute,
+                    format!("no backend in upstream {}", pool.name),
+                );
                 e.esource = ErrorSource::Upstream;
-                e
-            }),
+                Err(e)
+            }
         }
     }
 
@@ -355,8 +355,12 @@ impl ProxyHttp for Gateway {
         response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        for (name, value) in Self::reply_extra(ctx) {
-            response.insert_header(name, value)?;
+        // Per forwarded response: insert directly, no list to build.
+        response.insert_header(REQUEST_ID, ctx.request_id.clone())?;
+        if let Some(origin) = &ctx.cors_origin {
+            for (name, value) in headers::cors_headers(origin) {
+                response.insert_header(name, value)?;
+            }
         }
         Ok(())
     }

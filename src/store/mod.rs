@@ -50,10 +50,7 @@ impl TokenRecord {
     /// The same, had its latest use been at `last_used`.
     pub fn expires_at_if_last_used(&self, last_used: u64) -> Option<u64> {
         let idle = self.idle_timeout_ms.map(|t| last_used.saturating_add(t));
-        match (idle, self.max_expires_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest(idle, self.max_expires_at)
     }
 
     /// Strict: a token is dead from the millisecond its deadline is reached.
@@ -86,6 +83,14 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn purge_expired(&self, now: u64) -> Result<usize, StoreError>;
     /// Number of records held.
     async fn count(&self) -> Result<u64, StoreError>;
+}
+
+/// The earlier of two optional deadlines (`None` = never).
+pub fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 pub fn now_ms() -> u64 {
