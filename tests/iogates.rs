@@ -110,6 +110,27 @@ async fn numeric_device_form_body_and_password_logins() {
     let base = gw.url("");
     let resp = share_login(&base, SHARE_URL, Value::from(1_700_000_000_123u64)).await;
     assert_eq!(resp.status(), 200);
+    // The number is the device id: the same number again retires that device's first token.
+    let first: Value = resp.json().await.unwrap();
+    let resp = share_login(&base, SHARE_URL, Value::from(1_700_000_000_123u64)).await;
+    let second: Value = resp.json().await.unwrap();
+    let first_token = first["token"].as_str().unwrap();
+    assert_eq!(
+        call("GET", &gw.url("/api/files"), first_token)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        call(
+            "GET",
+            &gw.url("/api/files"),
+            second["token"].as_str().unwrap()
+        )
+        .await
+        .status(),
+        200
+    );
     let form = format!("url={}&deviceId=42", urlencode("HTTPS://Other.Host/show/16/5989522a1b0a6/d5239e67c69a3ef76a807ae25ebf750b/dir/272/272/0/0/0/"));
     let resp = post_form(&gw.url("/api/authtoken"), &form).await;
     assert_eq!(
