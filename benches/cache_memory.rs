@@ -8,6 +8,10 @@ use authgate::cache::TokenCache;
 use authgate::metrics::Metrics;
 use authgate::store::{now_ms, MemoryStore, TokenKind, TokenRecord};
 use std::sync::Arc;
+// The allocator of the authgate binary: resident memory depends on it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "support/mod.rs"]
 mod support;
 use std::time::Duration;
@@ -47,7 +51,7 @@ fn main() {
                 idle_timeout_ms: Some(8 * 3600 * 1000),
                 max_expires_at: None,
             };
-            cache.remember(TokenHash::of(&new_gwos_token()), record, now).await;
+            cache.remember(TokenHash::of(&new_gwos_token()), &record).await;
         }
         cache.run_pending_tasks().await;
         let after = rss_mib();

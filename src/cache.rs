@@ -1,36 +1,86 @@
 //! moka in front of the token store: the hot path is one cache lookup.
 //!
-//! - positive entries live no longer than `max_ttl` nor than the token's remaining life;
+//! - positive entries live `max_ttl` at most, and a token's own deadline is checked on every hit;
 //! - unknown tokens are remembered for a few seconds, so a flood of junk cannot hammer the store;
 //! - sliding expiry is tracked in memory and written back at a coarse step, in the background.
 
 use crate::auth::token::TokenHash;
 use crate::metrics::Metrics;
-use crate::store::{StoreError, TokenRecord, TokenStore};
+use crate::store::{earliest, StoreError, TokenKind, TokenRecord, TokenStore};
 use moka::future::Cache;
-use moka::Expiry;
+use std::collections::HashSet;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-/// A validated token as the cache holds it.
+/// What a token is bound to. One shared copy per kind, subject and app name: a million tokens of
+/// a few accounts must not hold a million copies of the same names.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Binding {
+    pub kind: TokenKind,
+    /// The user name, or `share:<id>`.
+    pub subject: Box<str>,
+    /// The GWOS app name (empty for ioGates tokens).
+    pub app_name: Box<str>,
+}
+
+/// A validated token as the cache holds it. Kept small on purpose (40 bytes plus its `Arc`): the
+/// cache's memory is this times the number of live tokens.
 #[derive(Debug)]
 pub struct CachedToken {
-    pub hash: TokenHash,
-    pub record: TokenRecord,
+    pub binding: Arc<Binding>,
+    idle_timeout_ms: Option<NonZeroU64>,
+    max_expires_at: Option<NonZeroU64>,
     /// Latest use seen by this process (ms), ahead of the store's copy.
     last_used: AtomicU64,
     /// Latest use written back to the store (ms).
     persisted: AtomicU64,
-    /// How long this entry may stay cached.
-    cache_ttl: Duration,
 }
 
 impl CachedToken {
     fn live_at(&self, now: u64) -> bool {
-        self.record
-            .expires_at_if_last_used(self.last_used.load(Ordering::Relaxed))
+        let idle = self.idle_timeout_ms.map(|t| {
+            self.last_used
+                .load(Ordering::Relaxed)
+                .saturating_add(t.get())
+        });
+        earliest(idle, self.max_expires_at.map(NonZeroU64::get))
             .is_none_or(|deadline| now < deadline)
+    }
+}
+
+/// The cache's key: the first 128 bits of the token's SHA-256. Finding another token with the same
+/// key is a second-preimage search over 128 bits; the full hash still keys the store.
+type Key = u128;
+
+fn key(hash: &TokenHash) -> Key {
+    let mut half = [0u8; 16];
+    half.copy_from_slice(&hash.0[..16]);
+    u128::from_le_bytes(half)
+}
+
+/// Hands out the shared `Binding`s. Bindings no cached token uses any more are swept out when the
+/// set has doubled since the last sweep, so it stays within twice the live ones.
+#[derive(Default)]
+struct Bindings {
+    set: Mutex<(HashSet<Arc<Binding>>, usize)>,
+}
+
+impl Bindings {
+    fn intern(&self, binding: Binding) -> Arc<Binding> {
+        let mut guard = self.set.lock().unwrap_or_else(PoisonError::into_inner);
+        let (set, after_last_sweep) = &mut *guard;
+        if let Some(shared) = set.get(&binding) {
+            return shared.clone();
+        }
+        if set.len() >= 2 * *after_last_sweep + 64 {
+            set.retain(|b| Arc::strong_count(b) > 1);
+            *after_last_sweep = set.len();
+        }
+        let shared = Arc::new(binding);
+        set.insert(shared.clone());
+        shared
     }
 }
 
@@ -47,24 +97,14 @@ pub enum Lookup {
     Expired,
 }
 
-struct PerEntryTtl;
-
-impl Expiry<TokenHash, Arc<CachedToken>> for PerEntryTtl {
-    fn expire_after_create(
-        &self,
-        _key: &TokenHash,
-        value: &Arc<CachedToken>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(value.cache_ttl)
-    }
-}
-
 pub struct TokenCache {
-    positive: Cache<TokenHash, Arc<CachedToken>>,
-    negative: Cache<TokenHash, ()>,
+    /// Validated tokens, for `max_ttl` at most: the bound on how stale an entry may be against
+    /// the store. A token's own deadline is checked on every hit, so no per-entry expiry is needed
+    /// (moka's per-entry timers cost memory on every entry).
+    positive: Cache<Key, Arc<CachedToken>>,
+    negative: Cache<Key, ()>,
+    bindings: Bindings,
     store: Arc<dyn TokenStore>,
-    max_ttl: Duration,
     touch_step_ms: u64,
     /// Lookup counters, resolved once (a labelled lookup per request costs a hash and a lock).
     hits: prometheus::IntCounter,
@@ -84,14 +124,14 @@ impl TokenCache {
         TokenCache {
             positive: Cache::builder()
                 .max_capacity(capacity)
-                .expire_after(PerEntryTtl)
+                .time_to_live(max_ttl)
                 .build(),
             negative: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(negative_ttl)
                 .build(),
+            bindings: Bindings::default(),
             store,
-            max_ttl,
             touch_step_ms: touch_step.as_millis() as u64,
             hits: metrics.cache_lookups.with_label_values(&["hit"]),
             misses: metrics.cache_lookups.with_label_values(&["miss"]),
@@ -104,7 +144,8 @@ impl TokenCache {
     }
 
     pub async fn lookup(&self, hash: TokenHash, now: u64) -> Result<Lookup, StoreError> {
-        if let Some(token) = self.positive.get(&hash).await {
+        let key = key(&hash);
+        if let Some(token) = self.positive.get(&key).await {
             self.hits.inc();
             if token.live_at(now) {
                 return Ok(Lookup::Valid {
@@ -112,16 +153,16 @@ impl TokenCache {
                     cache_hit: true,
                 });
             }
-            self.positive.invalidate(&hash).await;
+            self.positive.invalidate(&key).await;
             return Ok(Lookup::Expired);
         }
-        if self.negative.contains_key(&hash) {
+        if self.negative.contains_key(&key) {
             self.negative_hits.inc();
             return Ok(Lookup::Unknown { negative_hit: true });
         }
         self.misses.inc();
         let Some(record) = self.store.get(hash).await? else {
-            self.negative.insert(hash, ()).await;
+            self.negative.insert(key, ()).await;
             return Ok(Lookup::Unknown {
                 negative_hit: false,
             });
@@ -129,11 +170,11 @@ impl TokenCache {
         if !record.is_live_at(now) {
             return Ok(Lookup::Expired);
         }
-        let token = Arc::new(self.entry(hash, record, now));
-        self.positive.insert(hash, token.clone()).await;
+        let token = Arc::new(self.entry(&record));
+        self.positive.insert(key, token.clone()).await;
         // A logout that raced with this load has marked the token negative: honour it.
-        if self.negative.contains_key(&hash) {
-            self.positive.invalidate(&hash).await;
+        if self.negative.contains_key(&key) {
+            self.positive.invalidate(&key).await;
             return Ok(Lookup::Unknown { negative_hit: true });
         }
         Ok(Lookup::Valid {
@@ -142,35 +183,41 @@ impl TokenCache {
         })
     }
 
-    fn entry(&self, hash: TokenHash, record: TokenRecord, now: u64) -> CachedToken {
-        let remaining = record.expires_at().map_or(self.max_ttl, |deadline| {
-            Duration::from_millis(deadline.saturating_sub(now))
+    fn entry(&self, record: &TokenRecord) -> CachedToken {
+        let binding = self.bindings.intern(Binding {
+            kind: record.kind,
+            subject: record.subject.as_str().into(),
+            app_name: record.app_name.as_str().into(),
         });
         CachedToken {
-            hash,
+            binding,
+            // A zero timeout (never configured so) would mean dead at once, not never.
+            idle_timeout_ms: record
+                .idle_timeout_ms
+                .map(|t| NonZeroU64::new(t).unwrap_or(NonZeroU64::MIN)),
+            max_expires_at: record
+                .max_expires_at
+                .map(|t| NonZeroU64::new(t).unwrap_or(NonZeroU64::MIN)),
             last_used: AtomicU64::new(record.last_used),
             persisted: AtomicU64::new(record.last_used),
-            cache_ttl: remaining.min(self.max_ttl),
-            record,
         }
     }
 
     /// Write-back step: the configured one, but never more than a tenth of the idle timeout, so that
     /// the store's copy cannot fall far enough behind to expire a token in use.
-    fn touch_step_for(&self, record: &TokenRecord) -> u64 {
-        record
-            .idle_timeout_ms
-            .map_or(self.touch_step_ms, |idle| self.touch_step_ms.min(idle / 10))
+    fn touch_step_for(&self, idle: NonZeroU64) -> u64 {
+        self.touch_step_ms.min(idle.get() / 10)
     }
 
-    /// Record a successful use. Writes to the store at most once per step, in the background.
-    pub fn touch(&self, token: &Arc<CachedToken>, now: u64) {
-        if token.record.idle_timeout_ms.is_none() {
+    /// Record a successful use of the token of `hash`. Writes to the store at most once per step,
+    /// in the background.
+    pub fn touch(&self, hash: TokenHash, token: &CachedToken, now: u64) {
+        let Some(idle) = token.idle_timeout_ms else {
             return;
-        }
+        };
         token.last_used.fetch_max(now, Ordering::Relaxed);
         let persisted = token.persisted.load(Ordering::Relaxed);
-        if now.saturating_sub(persisted) < self.touch_step_for(&token.record) {
+        if now.saturating_sub(persisted) < self.touch_step_for(idle) {
             return;
         }
         if token
@@ -181,7 +228,6 @@ impl TokenCache {
             return; // another request is writing it back
         }
         let store = self.store.clone();
-        let hash = token.hash;
         tokio::spawn(async move {
             if let Err(e) = store.touch(hash, now).await {
                 tracing::warn!(token = %hash.short(), error = %e, "could not record token use");
@@ -190,17 +236,19 @@ impl TokenCache {
     }
 
     /// Insert a freshly issued token, so its first use is already a cache hit.
-    pub async fn remember(&self, hash: TokenHash, record: TokenRecord, now: u64) {
-        self.negative.invalidate(&hash).await;
+    pub async fn remember(&self, hash: TokenHash, record: &TokenRecord) {
+        let key = key(&hash);
+        self.negative.invalidate(&key).await;
         self.positive
-            .insert(hash, Arc::new(self.entry(hash, record, now)))
+            .insert(key, Arc::new(self.entry(record)))
             .await;
     }
 
     /// Forget a revoked token at once and remember it as unknown.
     pub async fn forget(&self, hash: TokenHash) {
-        self.negative.insert(hash, ()).await;
-        self.positive.invalidate(&hash).await;
+        let key = key(&hash);
+        self.negative.insert(key, ()).await;
+        self.positive.invalidate(&key).await;
     }
 
     /// Let moka finish its deferred bookkeeping (for measurements and tests).
@@ -281,12 +329,47 @@ mod tests {
         let Lookup::Valid { token, .. } = c.lookup(h, 1_500).await.unwrap() else {
             panic!()
         };
-        c.touch(&token, 1_900);
+        c.touch(h, &token, 1_900);
         assert!(matches!(
             c.lookup(h, 2_800).await.unwrap(),
             Lookup::Valid { .. }
         ));
         assert!(matches!(c.lookup(h, 2_900).await.unwrap(), Lookup::Expired));
+    }
+
+    #[tokio::test]
+    async fn tokens_of_one_account_and_app_share_one_binding() {
+        let c = cache(Arc::new(MemoryStore::new()));
+        let (a, b, other) = (TokenHash::of("a"), TokenHash::of("b"), TokenHash::of("o"));
+        c.remember(a, &record("u", 1_000)).await;
+        c.remember(b, &record("u", 1_000)).await;
+        c.remember(other, &record("v", 1_000)).await;
+        let c = &c;
+        let binding = |h| async move {
+            match c.lookup(h, 1_100).await.unwrap() {
+                Lookup::Valid { token, .. } => token.binding.clone(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(Arc::ptr_eq(&binding(a).await, &binding(b).await));
+        assert!(!Arc::ptr_eq(&binding(a).await, &binding(other).await));
+    }
+
+    #[test]
+    fn unused_bindings_are_swept() {
+        let bindings = Bindings::default();
+        let named = |i: usize| Binding {
+            kind: TokenKind::Gwos,
+            subject: format!("user-{i}").into(),
+            app_name: "app".into(),
+        };
+        let kept = bindings.intern(named(0));
+        for i in 1..1_000 {
+            drop(bindings.intern(named(i)));
+        }
+        let held = bindings.set.lock().unwrap().0.len();
+        assert!(held < 200, "{held} bindings held for 1 in use");
+        assert!(Arc::ptr_eq(&kept, &bindings.intern(named(0))));
     }
 
     #[tokio::test]
@@ -300,14 +383,14 @@ mod tests {
         let Lookup::Valid { token, .. } = c.lookup(h, 1_000).await.unwrap() else {
             panic!()
         };
-        c.touch(&token, 5_000);
+        c.touch(h, &token, 5_000);
         tokio::task::yield_now().await;
         assert_eq!(
             store.get(h).await.unwrap().unwrap().last_used,
             1_000,
             "within the step"
         );
-        c.touch(&token, 11_000);
+        c.touch(h, &token, 11_000);
         for _ in 0..100 {
             if store.get(h).await.unwrap().unwrap().last_used == 11_000 {
                 return;

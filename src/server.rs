@@ -9,7 +9,7 @@ use crate::cache::TokenCache;
 use crate::config::{Config, StoreKind};
 use crate::demo::DemoUpstream;
 use crate::metrics::Metrics;
-use crate::proxy::headers::IdentityHeaders;
+use crate::proxy::headers::{IdentityHeaders, Strip};
 use crate::proxy::{Gateway, GatewaySettings};
 use crate::store::{now_ms, Instrumented, MemoryStore, RedbStore, TokenStore};
 use crate::upstream::Upstreams;
@@ -127,6 +127,12 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
     }
 
     let in_flight = Arc::new(AtomicUsize::new(0));
+    let identity = IdentityHeaders {
+        user: header_name(&config.forwarding.user_header),
+        role: header_name(&config.forwarding.role_header),
+        app: header_name(&config.forwarding.app_header),
+        share: header_name(&config.forwarding.share_header),
+    };
     let settings = GatewaySettings {
         public_paths: config.public_paths.clone(),
         cors_origins: config
@@ -135,13 +141,8 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
             .iter()
             .filter_map(|o| HeaderValue::from_str(o).ok())
             .collect(),
-        keep_credentials: config.forwarding.keep_credentials,
-        identity: IdentityHeaders {
-            user: header_name(&config.forwarding.user_header),
-            role: header_name(&config.forwarding.role_header),
-            app: header_name(&config.forwarding.app_header),
-            share: header_name(&config.forwarding.share_header),
-        },
+        strip: Strip::new(&identity, config.forwarding.keep_credentials),
+        identity,
         auth_body_limit: config.limits.auth_body_max_bytes,
         auth_body_timeout: Duration::from_millis(config.limits.auth_body_timeout_ms),
         failed_login_status: config.gwos.failed_login_status.code(),

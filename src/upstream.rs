@@ -13,26 +13,38 @@ use std::time::Duration;
 pub struct Pool {
     pub name: String,
     lb: Arc<LoadBalancer<RoundRobin>>,
-    timeouts: UpstreamConfig,
+    /// One ready-made peer per backend, timeouts set: a request only clones one.
+    peers: Vec<HttpPeer>,
+}
+
+fn peer_template(addr: std::net::SocketAddr, timeouts: &UpstreamConfig) -> HttpPeer {
+    let mut peer = HttpPeer::new(addr, false, String::new());
+    let ms = Duration::from_millis;
+    peer.options.connection_timeout = Some(ms(timeouts.connect_timeout_ms));
+    peer.options.total_connection_timeout = Some(ms(timeouts.connect_timeout_ms));
+    peer.options.read_timeout = Some(ms(timeouts.read_timeout_ms));
+    peer.options.write_timeout = Some(ms(timeouts.write_timeout_ms));
+    peer.options.idle_timeout = Some(ms(timeouts.idle_timeout_ms));
+    peer
 }
 
 impl Pool {
     /// A peer for the next healthy backend. When none passes its health check, still try one: the
     /// check may simply not have seen it come up yet, and a dead one fails fast with 502 anyway.
+    /// So a pool of one backend has nothing to choose, and skips the balancer.
     pub fn peer(&self) -> Option<HttpPeer> {
+        if let [only] = self.peers.as_slice() {
+            return Some(only.clone());
+        }
         let backend = self
             .lb
             .select(b"", 256)
             .or_else(|| self.lb.backends().get_backend().iter().next().cloned())?;
-        let addr = *backend.addr.as_inet()?;
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        let ms = Duration::from_millis;
-        peer.options.connection_timeout = Some(ms(self.timeouts.connect_timeout_ms));
-        peer.options.total_connection_timeout = Some(ms(self.timeouts.connect_timeout_ms));
-        peer.options.read_timeout = Some(ms(self.timeouts.read_timeout_ms));
-        peer.options.write_timeout = Some(ms(self.timeouts.write_timeout_ms));
-        peer.options.idle_timeout = Some(ms(self.timeouts.idle_timeout_ms));
-        Some(peer)
+        let addr = backend.addr.as_inet()?;
+        self.peers
+            .iter()
+            .find(|p| p._address.as_inet() == Some(addr))
+            .cloned()
     }
 
     /// At least one backend passes its health check.
@@ -69,11 +81,17 @@ impl Upstreams {
             lb.set_health_check(check);
             lb.health_check_frequency =
                 Some(Duration::from_millis(upstream.health_check_interval_ms));
+            let peers = lb
+                .backends()
+                .get_backend()
+                .iter()
+                .filter_map(|b| b.addr.as_inet().map(|a| peer_template(*a, upstream)))
+                .collect();
             let service = background_service(&format!("health check {name}"), lb);
             pools.push(Pool {
                 name: name.clone(),
                 lb: service.task(),
-                timeouts: upstream.clone(),
+                peers,
             });
             checks.push(service);
         }

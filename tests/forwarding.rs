@@ -476,3 +476,27 @@ async fn large_uploads_and_streamed_downloads_pass_through() {
     );
     assert_eq!(up.last().header("range"), Some("bytes=10-19"));
 }
+
+#[tokio::test]
+async fn a_pool_balances_over_its_backends_and_leaves_out_a_dead_one() {
+    let mut second = Upstream::start();
+    let (gw, first) = gateway_with(|c| {
+        let pool = c.upstreams.get_mut("main").expect("the test config's pool");
+        pool.addresses.push(second.addr.to_string());
+        pool.health_check_interval_ms = 100;
+    });
+    let t = token(&gw.url(""), "admin", ADMIN_PASSWORD, APP).await;
+    for _ in 0..6 {
+        assert_eq!(get_with(&gw.url("/api/x"), &t, APP).await.status(), 200);
+    }
+    assert_eq!((first.count(), second.count()), (3, 3), "round robin");
+
+    second.stop();
+    // Once the health check has seen it down (two failed probes), every request goes to the other.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let before = first.count();
+    for _ in 0..6 {
+        assert_eq!(get_with(&gw.url("/api/x"), &t, APP).await.status(), 200);
+    }
+    assert_eq!(first.count() - before, 6);
+}

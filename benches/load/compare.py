@@ -3,10 +3,10 @@
 forward_auth and authgate, all on loopback, measured with the same wrk settings, interleaved.
 
 Rows:
- 1 upstream directly (ceiling)            5 authgate, public path (no token check)
- 2 nginx reverse proxy (no auth)          6 authgate, valid token (cache hit)
- 3 nginx + auth_request -> nginx map      7 authgate answering validatetoken
- 4 Caddy + forward_auth -> same validator
+ 1 upstream directly (ceiling)            P pingora alone: no filters (authgate's floor)
+ 2 nginx reverse proxy (no auth)          5 authgate, public path (no token check)
+ 3 nginx + auth_request -> nginx map      6 authgate, valid token (cache hit)
+ 4 Caddy + forward_auth -> same validator 7 authgate answering validatetoken
 Then: p99 of row 6 with and without a concurrent login flood (argon2 verifications).
 Medians over ROUNDS rounds; ratios are within one run. Nothing leaves 127.0.0.1.
 """
@@ -18,7 +18,9 @@ ROUNDS = int(os.environ.get("ROUNDS", "3"))
 THREADS = int(os.environ.get("WRK_THREADS", "2"))
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(ROOT, "target", "release", "authgate")
-P_UP, P_NGX, P_NGX_AUTH, P_CADDY, P_VALID, P_GATE, P_ADMIN = 18080, 18081, 18082, 18083, 18084, 18090, 18091
+BARE = os.path.join(ROOT, "target", "release", "examples", "bare_pingora")
+GATE_THREADS = int(os.environ.get("GATE_THREADS", "1"))  # authgate's default; pingora alone gets the same
+P_UP, P_NGX, P_NGX_AUTH, P_CADDY, P_VALID, P_BARE, P_GATE, P_ADMIN = 18080, 18081, 18082, 18083, 18084, 18085, 18090, 18091
 APP = "bench"
 
 work = tempfile.mkdtemp(prefix="authgate-load-")
@@ -102,6 +104,8 @@ default_upstream: up
 public_paths: [/public]
 store: {{data_dir: {work}/data}}
 log: {{level: warn}}
+threads: {GATE_THREADS}
+{os.environ.get("EXTRA_CONFIG", "")}
 """)
     nginx_conf = lambda token: write("nginx.conf", f"""
 worker_processes auto;
@@ -145,7 +149,9 @@ http://127.0.0.1:{P_CADDY} {{
     start(["nginx", "-c", nginx_conf("placeholder"), "-g", "daemon off;"])
     wait_port(P_UP)
     start([BIN, "run", "--config", config], cwd=work)
+    start([BARE, f"127.0.0.1:{P_BARE}", f"127.0.0.1:{P_UP}", str(GATE_THREADS)])
     wait_port(P_GATE)
+    wait_port(P_BARE)
     token = login()
     subprocess.run(["nginx", "-c", nginx_conf(token), "-s", "reload"], check=True)
     time.sleep(0.5)
@@ -167,27 +173,40 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
         ("2 nginx proxy, no auth", lambda: wrk(f"http://127.0.0.1:{P_NGX}/api/x", creds)),
         ("3 nginx + auth_request", lambda: wrk(f"http://127.0.0.1:{P_NGX_AUTH}/api/x", creds)),
         ("4 Caddy + forward_auth", lambda: wrk(f"http://127.0.0.1:{P_CADDY}/api/x", creds)),
+        ("P pingora alone, no filters", lambda: wrk(f"http://127.0.0.1:{P_BARE}/api/x", creds)),
         ("5 authgate, public path", lambda: wrk(f"http://127.0.0.1:{P_GATE}/public/x", creds)),
         ("6 authgate, valid token", lambda: wrk(f"http://127.0.0.1:{P_GATE}/api/x", creds)),
         ("7 authgate validatetoken", lambda: wrk(f"http://127.0.0.1:{P_GATE}/api/auth/validatetoken", script=validate)),
     ]
     if os.environ.get("FLOOD_ONLY"):
         rows = []
+    if os.environ.get("ROWS"):  # e.g. ROWS=3,6 while iterating; the table needs rows 2 to 5
+        wanted = os.environ["ROWS"].split(",")
+        rows = [(name, run) for name, run in rows if name.split()[0] in wanted]
     results = {name: [] for name, _ in rows}
     for r in range(ROUNDS):
         for name, run in rows:
             results[name].append(run())
         print(f"round {r + 1}/{ROUNDS} done", file=sys.stderr)
     med = {name: tuple(statistics.median(x[i] for x in runs) for i in range(3)) for name, runs in results.items()}
-    if med:
+    if all(name in med for name in TABLE_NEEDS):
         print_table(med)
-    flood_scenario(creds, flood)
+    else:
+        for name, (rps, p50, p99) in med.items():
+            print(f"{name:<28} {rps:>9.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms")
+    if not os.environ.get("NO_FLOOD"):
+        flood_scenario(creds, flood)
+
+
+TABLE_NEEDS = ("2 nginx proxy, no auth", "3 nginx + auth_request", "4 Caddy + forward_auth",
+               "5 authgate, public path", "6 authgate, valid token")
 
 
 def print_table(med):
     nginx_rps = med["2 nginx proxy, no auth"][0]
     auth_rps = med["3 nginx + auth_request"][0]
-    print(f"\n{os.cpu_count()} cores; wrk -t{THREADS} -c{CONNS} -d{DURATION}s; median of {ROUNDS} interleaved rounds\n")
+    print(f"\n{os.cpu_count()} cores; wrk -t{THREADS} -c{CONNS} -d{DURATION}s; median of {ROUNDS} interleaved rounds; "
+          f"authgate and pingora alone on {GATE_THREADS} thread(s)\n")
     print(f"| {'row':<28} | {'req/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | {'/row 2':>6} | {'/row 3':>6} |")
     print(f"|{'-' * 30}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 8}|")
     for name, (rps, p50, p99) in med.items():
@@ -197,6 +216,9 @@ def print_table(med):
     print(f"\nvalid token / public path: {token_rps / public:.2f} (target >= 0.95)")
     print(f"valid token / nginx auth_request: {token_rps / auth_rps:.2f} (target >= 1.0)")
     print(f"valid token / Caddy forward_auth: {token_rps / caddy:.2f} (target >= 2.5)")
+    if "P pingora alone, no filters" in med:
+        bare = med["P pingora alone, no filters"][0]
+        print(f"public path / pingora alone: {public / bare:.2f}; valid token / pingora alone: {token_rps / bare:.2f}")
 
 
 

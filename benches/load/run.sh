@@ -14,7 +14,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   done
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
-cargo build --release --quiet
+cargo build --release --quiet --bin authgate --example bare_pingora
 python3 benches/load/compare.py "$@"
 echo
 cargo bench --quiet --bench cache_memory 2>/dev/null | grep "^cache_memory"

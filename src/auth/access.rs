@@ -88,7 +88,7 @@ impl Principal {
         }
     }
     pub fn app_name(&self) -> &str {
-        &self.token.record.app_name
+        &self.token.binding.app_name
     }
     pub fn share_id(&self) -> Option<&str> {
         self.share.as_deref().map(|s| s.id.as_str())
@@ -124,14 +124,11 @@ impl Authenticator {
             });
         }
         let now = now_ms();
-        let lookup = self
-            .cache
-            .lookup(TokenHash::of(token), now)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "token store lookup failed");
-                Denial::Unavailable
-            })?;
+        let hash = TokenHash::of(token);
+        let lookup = self.cache.lookup(hash, now).await.map_err(|e| {
+            tracing::error!(error = %e, "token store lookup failed");
+            Denial::Unavailable
+        })?;
         let (cached, cache_hit) = match lookup {
             Lookup::Valid { token, cache_hit } => (token, cache_hit),
             // GWOS clients without an app name get 400 whatever the token: the contract.
@@ -139,18 +136,18 @@ impl Authenticator {
             Lookup::Unknown { .. } => return Err(Denial::Invalid),
             Lookup::Expired => return Err(Denial::Expired),
         };
-        let record = &cached.record;
-        if record.kind == TokenKind::Gwos {
+        let binding = &cached.binding;
+        if binding.kind == TokenKind::Gwos {
             let Some(app_name) = credentials.app_name else {
                 return Err(Denial::MissingAppName);
             };
-            if !ct_eq(&record.app_name, app_name) {
+            if !ct_eq(&binding.app_name, app_name) {
                 return Err(Denial::AppMismatch);
             }
         }
         // The account (and share) as configured now: removed or deactivated means no access.
         let directory = self.users.load();
-        let share = match record.subject.strip_prefix("share:") {
+        let share = match binding.subject.strip_prefix("share:") {
             Some(id) => {
                 let share = directory.share(id).ok_or(Denial::Invalid)?;
                 if share.is_expired_at(now) {
@@ -162,14 +159,14 @@ impl Authenticator {
         };
         let owner = share
             .as_deref()
-            .map_or(record.subject.as_str(), |s| s.owner.as_str());
+            .map_or(&*binding.subject, |s| s.owner.as_str());
         let account = directory.active(owner).ok_or(Denial::Invalid)?.clone();
         match &share {
             Some(share) => Self::share_allows(share, method, path)?,
             None if !self.role_allows(account.role, method, path) => return Err(Denial::Forbidden),
             None => {}
         }
-        self.cache.touch(&cached, now);
+        self.cache.touch(hash, &cached, now);
         Ok(Principal {
             token: cached,
             cache_hit,

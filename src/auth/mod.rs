@@ -251,7 +251,7 @@ impl Authenticator {
             max_expires_at: self.policy.max_lifetime_ms.map(|l| now.saturating_add(l)),
         };
         self.cache.store().insert(hash, record.clone()).await?;
-        self.cache.remember(hash, record, now).await;
+        self.cache.remember(hash, &record).await;
         self.metrics
             .tokens_issued
             .with_label_values(&["gwos"])
@@ -308,16 +308,17 @@ impl Authenticator {
         &self,
         token: &str,
         app_name: &str,
-    ) -> Result<Option<Arc<CachedToken>>, StoreError> {
+    ) -> Result<Option<(TokenHash, Arc<CachedToken>)>, StoreError> {
         if !plausible_token(token, self.policy.max_token_length) {
             return Ok(None);
         }
-        match self.cache.lookup(TokenHash::of(token), now_ms()).await? {
+        let hash = TokenHash::of(token);
+        match self.cache.lookup(hash, now_ms()).await? {
             Lookup::Valid { token, .. }
-                if token.record.kind == TokenKind::Gwos
-                    && ct_eq(&token.record.app_name, app_name) =>
+                if token.binding.kind == TokenKind::Gwos
+                    && ct_eq(&token.binding.app_name, app_name) =>
             {
-                Ok(Some(token))
+                Ok(Some((hash, token)))
             }
             _ => Ok(None),
         }
@@ -326,8 +327,8 @@ impl Authenticator {
     /// `/api/auth/validatetoken`: true for a live token of this app; a successful check is a use.
     pub async fn validate_gwos(&self, token: &str, app_name: &str) -> Result<bool, StoreError> {
         let found = self.live_gwos_token(token, app_name).await?;
-        if let Some(t) = &found {
-            self.cache.touch(t, now_ms());
+        if let Some((hash, t)) = &found {
+            self.cache.touch(*hash, t, now_ms());
         }
         Ok(found.is_some())
     }
@@ -335,7 +336,7 @@ impl Authenticator {
     /// `/api/auth/logout`: revoke a live token of this app; `false` (and nothing revoked) otherwise.
     pub async fn logout_gwos(&self, token: &str, app_name: &str) -> Result<bool, StoreError> {
         match self.live_gwos_token(token, app_name).await? {
-            Some(t) => self.revoke(t.hash, "logout").await,
+            Some((hash, _)) => self.revoke(hash, "logout").await,
             None => Ok(false),
         }
     }
@@ -388,7 +389,7 @@ impl Authenticator {
         let store = self.cache.store();
         let earlier = store.tokens_of(&subject).await?;
         store.insert(hash, record.clone()).await?;
-        self.cache.remember(hash, record, now).await;
+        self.cache.remember(hash, &record).await;
         self.metrics
             .tokens_issued
             .with_label_values(&["iogates"])

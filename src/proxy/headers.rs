@@ -68,21 +68,44 @@ pub fn credentials(req: &RequestHeader) -> Credentials<'_> {
     }
 }
 
-/// Remove the credentials authgate consumed: its token headers, and an `Authorization` only when it
-/// is a Bearer token (another scheme may be the backend's own business).
-pub fn remove_credentials(req: &mut RequestHeader) {
-    remove_all_spellings(
-        req,
-        &[GWOS_API_TOKEN, GWOS_APP_NAME, LEGACY_APP_NAME, TOKEN],
-    );
-    let is_bearer = req
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
-    if is_bearer {
-        req.remove_header(&http::header::AUTHORIZATION);
+/// What comes off every forwarded request, decided once at start-up: every spelling of the identity
+/// headers (a client must not choose its identity) and, unless kept, the credentials authgate
+/// consumed: its token headers, and an `Authorization` only when it is a Bearer token (another
+/// scheme may be the backend's own business). One pass over the request's headers.
+#[derive(Debug, Clone)]
+pub struct Strip {
+    names: Vec<String>,
+    bearer: bool,
+}
+
+impl Strip {
+    pub fn new(identity: &IdentityHeaders, keep_credentials: bool) -> Strip {
+        let mut names: Vec<String> = identity.names().map(String::from).to_vec();
+        if !keep_credentials {
+            names.extend([GWOS_API_TOKEN, GWOS_APP_NAME, LEGACY_APP_NAME, TOKEN].map(String::from));
+        }
+        Strip {
+            names,
+            bearer: !keep_credentials,
+        }
+    }
+
+    pub fn apply(&self, req: &mut RequestHeader) {
+        remove_all_spellings(req, &self.names);
+        let is_bearer = |v: &HeaderValue| {
+            v.as_bytes()
+                .get(..7)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
+        };
+        if self.bearer
+            && req
+                .headers
+                .get_all(http::header::AUTHORIZATION)
+                .iter()
+                .any(is_bearer)
+        {
+            req.remove_header(&http::header::AUTHORIZATION);
+        }
     }
 }
 
@@ -109,11 +132,11 @@ fn same_header(a: &str, b: &str) -> bool {
 }
 
 /// Remove every header that is a spelling of one of `names`.
-pub fn remove_all_spellings(req: &mut RequestHeader, names: &[&str]) {
+pub fn remove_all_spellings(req: &mut RequestHeader, names: &[impl AsRef<str>]) {
     let doomed: Vec<HeaderName> = req
         .headers
         .keys()
-        .filter(|k| names.iter().any(|n| same_header(k.as_str(), n)))
+        .filter(|k| names.iter().any(|n| same_header(k.as_str(), n.as_ref())))
         .cloned()
         .collect();
     for name in doomed {
@@ -249,14 +272,44 @@ mod tests {
         }
     }
 
+    fn identity() -> IdentityHeaders {
+        let name = HeaderName::from_static;
+        IdentityHeaders {
+            user: name("x-authgate-user"),
+            role: name("x-authgate-role"),
+            app: name("x-authgate-app"),
+            share: name("x-authgate-share"),
+        }
+    }
+
     #[test]
     fn only_bearer_authorization_is_removed() {
+        let strip = Strip::new(&identity(), false);
         let mut r = req(&[("Authorization", "Basic dTpw"), ("token", "t")]);
-        remove_credentials(&mut r);
+        strip.apply(&mut r);
         assert_eq!(r.headers.len(), 1);
-        let mut r = req(&[("Authorization", "Bearer x")]);
-        remove_credentials(&mut r);
+        let mut r = req(&[("Authorization", "Bearer x"), ("GWOS_API_TOKEN", "t")]);
+        strip.apply(&mut r);
         assert!(r.headers.is_empty());
+        let mut r = req(&[
+            ("Authorization", "Basic dTpw"),
+            ("Authorization", "bearer x"),
+        ]);
+        strip.apply(&mut r);
+        assert!(r.headers.is_empty(), "a Bearer among several goes too");
+    }
+
+    #[test]
+    fn kept_credentials_stay_but_identity_never_does() {
+        let strip = Strip::new(&identity(), true);
+        let mut r = req(&[
+            ("Authorization", "Bearer x"),
+            ("GWOS-API-TOKEN", "t"),
+            ("X-Authgate-Role", "admin"),
+        ]);
+        strip.apply(&mut r);
+        assert_eq!(r.headers.len(), 2);
+        assert!(!r.headers.contains_key("x-authgate-role"));
     }
 
     #[test]

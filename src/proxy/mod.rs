@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 pub struct GatewaySettings {
     pub public_paths: Vec<String>,
     pub cors_origins: Vec<HeaderValue>,
-    pub keep_credentials: bool,
     pub identity: IdentityHeaders,
+    /// What comes off each forwarded request (built from `identity` and `keep_credentials`).
+    pub strip: headers::Strip,
     pub auth_body_limit: usize,
     pub auth_body_timeout: Duration,
     pub failed_login_status: u16,
@@ -301,10 +302,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let identity = &self.settings.identity;
-        headers::remove_all_spellings(upstream, &identity.names());
-        if !self.settings.keep_credentials {
-            headers::remove_credentials(upstream);
-        }
+        self.settings.strip.apply(upstream);
         if let Some(p) = &ctx.principal {
             upstream.insert_header(identity.user.clone(), p.subject())?;
             upstream.insert_header(identity.role.clone(), p.role_label())?;
