@@ -33,9 +33,9 @@ fn invalid(key: impl Into<String>, why: impl Into<String>) -> ConfigError {
 pub struct Config {
     /// Address the gateway listens on.
     pub listen: String,
-    /// Worker threads of the proxy service. One by default, as pingora's: a sidecar shares its
-    /// cores with the app, and on the 2-core benchmark machine one thread served as many requests
-    /// as two with a lower p99. A host of its own wants one per core.
+    /// Worker threads of the proxy service. On the 2-core benchmark machine 1 and 2 served the same
+    /// requests/s; 1 had the lower p99, 2 kept it steadier during a login flood (1.9-2.2x against
+    /// 2.5-2.9x). A host of its own wants one per core.
     pub threads: usize,
     /// Let idle worker threads take tasks from busy ones (pingora's `work_stealing`). Off by
     /// default: each connection stays on one thread, which measured 7 % more proxied req/s.
@@ -251,7 +251,7 @@ impl Default for Config {
         );
         Config {
             listen: "127.0.0.1:8080".into(),
-            threads: 1,
+            threads: 2,
             work_stealing: false,
             admin: AdminConfig::default(),
             shutdown: ShutdownConfig::default(),

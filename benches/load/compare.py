@@ -19,7 +19,7 @@ THREADS = int(os.environ.get("WRK_THREADS", "2"))
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(ROOT, "target", "release", "authgate")
 BARE = os.path.join(ROOT, "target", "release", "examples", "bare_pingora")
-GATE_THREADS = int(os.environ.get("GATE_THREADS", "1"))  # authgate's default; pingora alone gets the same
+GATE_THREADS = int(os.environ.get("GATE_THREADS", "2"))  # authgate's default; pingora alone gets the same
 P_UP, P_NGX, P_NGX_AUTH, P_CADDY, P_VALID, P_BARE, P_GATE, P_ADMIN = 18080, 18081, 18082, 18083, 18084, 18085, 18090, 18091
 APP = "bench"
 
