@@ -15,19 +15,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[path = "support/mod.rs"]
 mod support;
 use std::time::Duration;
-use support::rss_mib;
+use support::{rss_mib, runtime};
 
 fn main() {
     let count: usize = std::env::var("TOKENS")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    runtime().block_on(async {
         // The store is not measured: only what the cache itself holds.
         let cache = TokenCache::new(
             Arc::new(MemoryStore::new()),

@@ -13,16 +13,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::rss_mib;
+use support::{rss_mib, runtime};
 
 fn main() {
     const COUNT: u64 = 1_000_000;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    runtime().block_on(async {
         let cache: Cache<u128, Arc<u64>> = Cache::builder()
             .max_capacity(COUNT + 1)
             .time_to_live(Duration::from_secs(3600))

@@ -10,3 +10,12 @@ pub fn rss_mib() -> f64 {
         .unwrap_or(0.0);
     pages * 4096.0 / (1024.0 * 1024.0)
 }
+
+/// The runtime the memory benches fill their caches on: two workers, as on the target machine.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
