@@ -185,27 +185,14 @@ async fn reader_role_gets_read_methods_and_the_post_allow_list_only() {
             .body("{}")
             .send()
     };
-    assert_eq!(
-        send(reqwest::Method::GET, "/api/hosts")
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        send(reqwest::Method::HEAD, "/api/hosts")
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        send(reqwest::Method::POST, "/api/biz/getindowntime")
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    for (method, path) in [
+        (reqwest::Method::GET, "/api/hosts"),
+        (reqwest::Method::HEAD, "/api/hosts"),
+        (reqwest::Method::POST, "/api/biz/getindowntime"),
+    ] {
+        let status = send(method.clone(), path).await.unwrap().status();
+        assert_eq!(status, 200, "{method} {path}");
+    }
     let before = up.count();
     for (method, path) in [
         (reqwest::Method::POST, "/api/hosts"),

@@ -83,89 +83,75 @@ async fn counters_move_exactly_as_the_script_says() {
     assert_eq!(get_with(&gw.url("/a"), &admin, "obs").await.status(), 401); // invalid (negative hit)
 
     let after = scrape(&gw).await;
-    let d = |key: &str| delta(&before, &after, key);
-    assert_eq!(
-        d(r#"authgate_logins_total{outcome="success",protocol="gwos"}"#),
-        2.0
-    );
-    assert_eq!(
-        d(r#"authgate_logins_total{outcome="wrong_password",protocol="gwos"}"#),
-        1.0
-    );
-    assert_eq!(
-        d(r#"authgate_logins_total{outcome="unknown_user",protocol="gwos"}"#),
-        1.0
-    );
-    assert_eq!(d(r#"authgate_tokens_issued_total{kind="gwos"}"#), 2.0);
-    assert_eq!(d(r#"authgate_tokens_revoked_total{reason="logout"}"#), 1.0);
+    // Each series' change over the scripted session above.
+    for (series, want) in [
+        (
+            r#"authgate_logins_total{outcome="success",protocol="gwos"}"#,
+            2.0,
+        ),
+        (
+            r#"authgate_logins_total{outcome="wrong_password",protocol="gwos"}"#,
+            1.0,
+        ),
+        (
+            r#"authgate_logins_total{outcome="unknown_user",protocol="gwos"}"#,
+            1.0,
+        ),
+        (r#"authgate_tokens_issued_total{kind="gwos"}"#, 2.0),
+        (r#"authgate_tokens_revoked_total{reason="logout"}"#, 1.0),
+        (r#"authgate_auth_decisions_total{outcome="allowed"}"#, 3.0),
+        (r#"authgate_auth_decisions_total{outcome="missing"}"#, 1.0),
+        (
+            r#"authgate_auth_decisions_total{outcome="app_mismatch"}"#,
+            1.0,
+        ),
+        (r#"authgate_auth_decisions_total{outcome="invalid"}"#, 3.0),
+        (r#"authgate_auth_decisions_total{outcome="forbidden"}"#, 1.0),
+        (r#"authgate_token_cache_lookups_total{result="hit"}"#, 6.0),
+        (r#"authgate_token_cache_lookups_total{result="miss"}"#, 1.0),
+        (
+            r#"authgate_token_cache_lookups_total{result="negative_hit"}"#,
+            2.0,
+        ),
+        (
+            r#"authgate_requests_total{route="forward",status_class="2xx"}"#,
+            3.0,
+        ),
+        (
+            r#"authgate_requests_total{route="forward",status_class="4xx"}"#,
+            6.0,
+        ),
+        (
+            r#"authgate_requests_total{route="login",status_class="2xx"}"#,
+            2.0,
+        ),
+        (
+            r#"authgate_requests_total{route="login",status_class="4xx"}"#,
+            2.0,
+        ),
+        (
+            r#"authgate_requests_total{route="logout",status_class="2xx"}"#,
+            1.0,
+        ),
+        (r#"authgate_upstream_response_seconds_count{}"#, 3.0),
+        (
+            r#"authgate_store_operation_seconds_count{operation="insert"}"#,
+            2.0,
+        ),
+        (
+            r#"authgate_store_operation_seconds_count{operation="revoke"}"#,
+            1.0,
+        ),
+        (
+            r#"authgate_store_operation_seconds_count{operation="get"}"#,
+            1.0,
+        ),
+    ] {
+        assert_eq!(delta(&before, &after, series), want, "{series}");
+    }
     assert_eq!(
         after[r#"authgate_tokens_live{}"#], 1.0,
         "two issued, one revoked"
-    );
-    assert_eq!(
-        d(r#"authgate_auth_decisions_total{outcome="allowed"}"#),
-        3.0
-    );
-    assert_eq!(
-        d(r#"authgate_auth_decisions_total{outcome="missing"}"#),
-        1.0
-    );
-    assert_eq!(
-        d(r#"authgate_auth_decisions_total{outcome="app_mismatch"}"#),
-        1.0
-    );
-    assert_eq!(
-        d(r#"authgate_auth_decisions_total{outcome="invalid"}"#),
-        3.0
-    );
-    assert_eq!(
-        d(r#"authgate_auth_decisions_total{outcome="forbidden"}"#),
-        1.0
-    );
-    assert_eq!(
-        d(r#"authgate_token_cache_lookups_total{result="hit"}"#),
-        6.0
-    );
-    assert_eq!(
-        d(r#"authgate_token_cache_lookups_total{result="miss"}"#),
-        1.0
-    );
-    assert_eq!(
-        d(r#"authgate_token_cache_lookups_total{result="negative_hit"}"#),
-        2.0
-    );
-    assert_eq!(
-        d(r#"authgate_requests_total{route="forward",status_class="2xx"}"#),
-        3.0
-    );
-    assert_eq!(
-        d(r#"authgate_requests_total{route="forward",status_class="4xx"}"#),
-        6.0
-    );
-    assert_eq!(
-        d(r#"authgate_requests_total{route="login",status_class="2xx"}"#),
-        2.0
-    );
-    assert_eq!(
-        d(r#"authgate_requests_total{route="login",status_class="4xx"}"#),
-        2.0
-    );
-    assert_eq!(
-        d(r#"authgate_requests_total{route="logout",status_class="2xx"}"#),
-        1.0
-    );
-    assert_eq!(d(r#"authgate_upstream_response_seconds_count{}"#), 3.0);
-    assert_eq!(
-        d(r#"authgate_store_operation_seconds_count{operation="insert"}"#),
-        2.0
-    );
-    assert_eq!(
-        d(r#"authgate_store_operation_seconds_count{operation="revoke"}"#),
-        1.0
-    );
-    assert_eq!(
-        d(r#"authgate_store_operation_seconds_count{operation="get"}"#),
-        1.0
     );
     assert_eq!(
         after[r#"authgate_password_verifications_rejected_total{}"#],

@@ -9,6 +9,10 @@ Rows:
  4 Caddy + forward_auth -> same validator 7 authgate answering validatetoken
 Then: p99 of row 6 with and without a concurrent login flood (argon2 verifications).
 Medians over ROUNDS rounds; ratios are within one run. Nothing leaves 127.0.0.1.
+
+Environment: DURATION, CONNS, ROUNDS, WRK_THREADS (wrk); GATE_THREADS (authgate and row P);
+ROWS=3,P,6 (a subset, while iterating); NO_FLOOD=1 / FLOOD_ONLY=1 (skip or run only the flood
+scenario); EXTRA_CONFIG (YAML lines appended to authgate's config, for A/B of a setting).
 """
 import os, re, shutil, signal, statistics, subprocess, sys, tempfile, time, urllib.request, base64, socket
 

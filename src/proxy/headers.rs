@@ -33,14 +33,16 @@ fn single_value<'a>(req: &'a RequestHeader, name: &HeaderName) -> Option<&'a str
     }
 }
 
+/// What follows the scheme of an `Authorization` value, when the scheme is Bearer (any case).
+fn after_bearer_scheme(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+}
+
 /// The token of `Authorization: Bearer <token>`.
 fn bearer(req: &RequestHeader) -> Option<&str> {
     let value = single_value(req, &http::header::AUTHORIZATION)?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    Some(after_bearer_scheme(value)?.trim()).filter(|t| !t.is_empty())
 }
 
 /// The token from, in this order, `GWOS-API-TOKEN`, `token`, `Authorization: Bearer`; the app name
@@ -92,11 +94,7 @@ impl Strip {
 
     pub fn apply(&self, req: &mut RequestHeader) {
         remove_all_spellings(req, &self.names);
-        let is_bearer = |v: &HeaderValue| {
-            v.as_bytes()
-                .get(..7)
-                .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
-        };
+        let is_bearer = |v: &HeaderValue| v.to_str().ok().and_then(after_bearer_scheme).is_some();
         if self.bearer
             && req
                 .headers
@@ -133,13 +131,13 @@ fn same_header(a: &str, b: &str) -> bool {
 
 /// Remove every header that is a spelling of one of `names`.
 pub fn remove_all_spellings(req: &mut RequestHeader, names: &[impl AsRef<str>]) {
-    let doomed: Vec<HeaderName> = req
+    // One name at a time, no list: a request carries two or three of them at most.
+    while let Some(name) = req
         .headers
         .keys()
-        .filter(|k| names.iter().any(|n| same_header(k.as_str(), n.as_ref())))
+        .find(|k| names.iter().any(|n| same_header(k.as_str(), n.as_ref())))
         .cloned()
-        .collect();
-    for name in doomed {
+    {
         req.remove_header(&name);
     }
 }

@@ -83,8 +83,10 @@ fn acceptable_request_id(value: &HeaderValue) -> bool {
 }
 
 fn new_request_id() -> HeaderValue {
-    HeaderValue::from_str(&format!("{:032x}", rand::random::<u128>()))
-        .expect("hex is a valid header value")
+    let mut hex = [0u8; 32];
+    hex::encode_to_slice(rand::random::<u128>().to_be_bytes(), &mut hex)
+        .expect("16 bytes fill 32 hex digits");
+    HeaderValue::from_bytes(&hex).expect("hex is a valid header value")
 }
 
 pub const REQUEST_ID: &str = "x-request-id";
