@@ -11,8 +11,9 @@ use authgate::cache::TokenCache;
 use authgate::config::Config;
 use authgate::metrics::Metrics;
 use authgate::proxy::headers::credentials;
-use authgate::proxy::route::{normalize_path, Route};
+use authgate::proxy::route::Route;
 use authgate::store::{now_ms, RedbStore, TokenKind, TokenRecord, TokenStore};
+use authgate::target::{PathPolicy, RequestTarget};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use pingora::http::RequestHeader;
 use std::collections::HashMap;
@@ -118,8 +119,9 @@ fn request_parsing(c: &mut Criterion) {
     group.bench_function("route classification", |b| {
         b.iter(|| Route::classify(black_box(&req.method), black_box(req.uri.path())))
     });
-    group.bench_function("path normalisation", |b| {
-        b.iter(|| normalize_path(black_box(req.uri.path())))
+    let policy = PathPolicy::default();
+    group.bench_function("request target canonicalisation", |b| {
+        b.iter(|| RequestTarget::parse(black_box(req.raw_path()), &policy).is_ok())
     });
     group.finish();
 }

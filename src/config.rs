@@ -2,6 +2,7 @@
 //!
 //! Everything downstream trusts a `Config` that passed [`Config::validate`]; nothing re-validates.
 
+use crate::target::{check_configured_path, PathPolicy};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -60,6 +61,8 @@ pub struct Config {
     pub iogates: IogatesConfig,
     pub cors: CorsConfig,
     pub forwarding: ForwardingConfig,
+    /// How request paths are made canonical before any decision (and forwarded so).
+    pub request_path: PathPolicy,
     pub limits: LimitsConfig,
     pub cache: CacheConfig,
     pub password_hashing: PasswordHashingConfig,
@@ -109,6 +112,8 @@ pub struct UpstreamConfig {
     pub write_timeout_ms: u64,
     pub idle_timeout_ms: u64,
     pub health_check_interval_ms: u64,
+    /// `Host` sent upstream when the client sent none (HTTP/1.0); absent: the first address.
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,6 +192,12 @@ pub struct ForwardingConfig {
     pub app_header: String,
     /// Set to the share id for share tokens.
     pub share_header: String,
+    /// More request headers to remove before forwarding (any case, `_` or `-`), on top of the
+    /// identity headers and the method and URL override headers that are always removed.
+    pub strip_headers: Vec<String>,
+    /// Peers (CIDR, or a bare address) whose `X-Forwarded-For`, `X-Forwarded-Proto`,
+    /// `X-Forwarded-Host` and `Forwarded` are believed. From any other peer they are replaced.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -267,6 +278,7 @@ impl Default for Config {
             iogates: IogatesConfig::default(),
             cors: CorsConfig::default(),
             forwarding: ForwardingConfig::default(),
+            request_path: PathPolicy::default(),
             limits: LimitsConfig::default(),
             cache: CacheConfig::default(),
             password_hashing: PasswordHashingConfig::default(),
@@ -312,6 +324,7 @@ impl Default for UpstreamConfig {
             write_timeout_ms: 30_000,
             idle_timeout_ms: 60_000,
             health_check_interval_ms: 5_000,
+            host: None,
         }
     }
 }
@@ -341,6 +354,8 @@ impl Default for ForwardingConfig {
             role_header: "X-Authgate-Role".into(),
             app_header: "X-Authgate-App".into(),
             share_header: "X-Authgate-Share".into(),
+            strip_headers: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -432,6 +447,14 @@ impl Config {
             for (i, addr) in upstream.addresses.iter().enumerate() {
                 resolve(&format!("upstreams.{name}.addresses[{i}]"), addr)?;
             }
+            if let Some(host) = &upstream.host {
+                if http::HeaderValue::from_str(host).is_err() || host.is_empty() {
+                    return Err(invalid(
+                        format!("upstreams.{name}.host"),
+                        format!("{host:?} is not a valid Host value"),
+                    ));
+                }
+            }
             for (key, value) in [
                 ("connect_timeout_ms", upstream.connect_timeout_ms),
                 ("read_timeout_ms", upstream.read_timeout_ms),
@@ -507,6 +530,18 @@ impl Config {
                 ));
             }
         }
+        for (i, name) in self.forwarding.strip_headers.iter().enumerate() {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(invalid(
+                    format!("forwarding.strip_headers[{i}]"),
+                    format!("{name:?} is not a valid header name"),
+                ));
+            }
+        }
+        for (i, cidr) in self.forwarding.trusted_proxies.iter().enumerate() {
+            crate::forwarded::parse_network(cidr)
+                .map_err(|why| invalid(format!("forwarding.trusted_proxies[{i}]"), why))?;
+        }
         if self.limits.auth_body_max_bytes == 0 {
             return Err(invalid("limits.auth_body_max_bytes", "must be above 0"));
         }
@@ -554,11 +589,9 @@ pub fn resolve(key: &str, addr: &str) -> Result<SocketAddr, ConfigError> {
         .ok_or_else(|| invalid(key, format!("{addr:?} resolves to no address")))
 }
 
+/// A configured path must be canonical: requests are matched in that form.
 fn check_prefix(key: &str, prefix: &str) -> Result<(), ConfigError> {
-    if !prefix.starts_with('/') {
-        return Err(invalid(key, format!("{prefix:?} must start with '/'")));
-    }
-    Ok(())
+    check_configured_path(prefix).map_err(|why| invalid(key, why))
 }
 
 #[cfg(test)]
@@ -586,6 +619,15 @@ mod tests {
                 "routes[0].upstream",
             ),
             ("public_paths: [api]\n", "public_paths[0]"),
+            ("public_paths: [/a/../b]\n", "public_paths[0]"),
+            (
+                "forwarding:\n  trusted_proxies: [10.0.0.0/33]\n",
+                "forwarding.trusted_proxies[0]",
+            ),
+            (
+                "forwarding:\n  strip_headers: [\"a b\"]\n",
+                "forwarding.strip_headers[0]",
+            ),
             ("listen: not-an-address\n", "listen"),
             (
                 "gwos:\n  max_tokens_per_user: 0\n",

@@ -8,11 +8,13 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod demo;
+pub mod forwarded;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod shutdown;
 pub mod store;
+pub mod target;
 pub mod telemetry;
 pub mod upstream;
 

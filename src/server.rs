@@ -8,6 +8,7 @@ use crate::auth::{Authenticator, TokenPolicy};
 use crate::cache::TokenCache;
 use crate::config::{Config, StoreKind};
 use crate::demo::DemoUpstream;
+use crate::forwarded::TrustedProxies;
 use crate::metrics::Metrics;
 use crate::proxy::headers::{IdentityHeaders, Strip};
 use crate::proxy::{Gateway, GatewaySettings};
@@ -141,11 +142,17 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
             .iter()
             .filter_map(|o| HeaderValue::from_str(o).ok())
             .collect(),
-        strip: Strip::new(&identity, config.forwarding.keep_credentials),
+        strip: Strip::new(
+            &identity,
+            config.forwarding.keep_credentials,
+            &config.forwarding.strip_headers,
+        ),
         identity,
         auth_body_limit: config.limits.auth_body_max_bytes,
         auth_body_timeout: Duration::from_millis(config.limits.auth_body_timeout_ms),
         failed_login_status: config.gwos.failed_login_status.code(),
+        path_policy: config.request_path,
+        trusted_proxies: TrustedProxies::new(&config.forwarding.trusted_proxies),
     };
     let gateway = Gateway {
         auth: auth.clone(),

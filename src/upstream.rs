@@ -1,7 +1,8 @@
 //! Upstream pools (pingora load balancers with TCP health checks) and the path-prefix route table.
 
 use crate::config::{Config, UpstreamConfig};
-use crate::proxy::route::has_prefix;
+use crate::target::has_prefix;
+use http::HeaderValue;
 use pingora::lb::health_check::TcpHealthCheck;
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::LoadBalancer;
@@ -12,6 +13,8 @@ use std::time::Duration;
 
 pub struct Pool {
     pub name: String,
+    /// `Host` for requests that arrive without one (HTTP/1.0).
+    pub host: HeaderValue,
     lb: Arc<LoadBalancer<RoundRobin>>,
     /// One ready-made peer per backend, timeouts set: a request only clones one.
     peers: Vec<HttpPeer>,
@@ -59,7 +62,7 @@ impl Pool {
 
 pub struct Upstreams {
     pools: Vec<Pool>,
-    /// (normalised prefix, pool index), longest prefix first.
+    /// (canonical prefix, pool index), longest prefix first.
     routes: Vec<(String, usize)>,
     default: usize,
 }
@@ -88,8 +91,11 @@ impl Upstreams {
                 .filter_map(|b| b.addr.as_inet().map(|a| peer_template(*a, upstream)))
                 .collect();
             let service = background_service(&format!("health check {name}"), lb);
+            let host = upstream.host.as_ref().unwrap_or(&upstream.addresses[0]);
             pools.push(Pool {
                 name: name.clone(),
+                host: HeaderValue::from_str(host)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
                 lb: service.task(),
                 peers,
             });
@@ -118,7 +124,7 @@ impl Upstreams {
         ))
     }
 
-    /// The pool for a normalised path: the most specific matching prefix, else the default.
+    /// The pool for a canonical path: the most specific matching prefix, else the default.
     pub fn route(&self, path: &str) -> &Pool {
         let index = self
             .routes

@@ -6,8 +6,8 @@ use super::token::TokenHash;
 use super::users::{Role, User};
 use super::{ct_eq, plausible_token, Authenticator};
 use crate::cache::{CachedToken, Lookup};
-use crate::proxy::route::has_prefix;
 use crate::store::{now_ms, TokenKind};
+use crate::target::has_prefix;
 use http::Method;
 use std::sync::Arc;
 
@@ -104,7 +104,7 @@ fn is_write(method: &Method) -> bool {
 }
 
 impl Authenticator {
-    /// The whole decision for a forwarded request (`path` already normalised).
+    /// The whole decision for a forwarded request (`path` canonical: `target::RequestTarget`).
     pub async fn authorize(
         &self,
         credentials: Credentials<'_>,

@@ -51,7 +51,7 @@ pub struct Share {
     /// Unix milliseconds.
     pub expires_at: Option<u64>,
     pub permissions: Permissions,
-    /// Normalised prefixes.
+    /// Canonical path prefixes (`target::check_configured_path`).
     pub paths: Vec<String>,
 }
 
@@ -80,12 +80,9 @@ impl Share {
                 at("paths")
             ));
         }
-        let mut paths = Vec::new();
         for (i, p) in entry.paths.iter().enumerate() {
-            if !p.starts_with('/') {
-                return Err(format!("{}[{i}]: {p:?} must start with '/'", at("paths")));
-            }
-            paths.push(crate::proxy::route::normalize_path(p));
+            crate::target::check_configured_path(p)
+                .map_err(|why| format!("{}[{i}]: {why}", at("paths")))?;
         }
         Ok(Share {
             id: entry.id.unwrap_or_else(|| key.clone()),
@@ -93,7 +90,7 @@ impl Share {
             owner: entry.owner,
             expires_at,
             permissions: entry.permissions,
-            paths,
+            paths: entry.paths,
         })
     }
 
@@ -162,7 +159,7 @@ mod tests {
         let share =
             Share::from_entry(0, entry(Some("2027-01-01T00:00:00Z"), vec!["/api/files/"])).unwrap();
         assert_eq!(share.id, "/show/1");
-        assert_eq!(share.paths, ["/api/files"]);
+        assert_eq!(share.paths, ["/api/files/"]);
         assert_eq!(share.expires_at, Some(1_798_761_600_000));
         assert!(share.is_expired_at(1_798_761_600_000));
         assert!(Share::from_entry(2, entry(Some("soon"), vec!["/a"]))
@@ -174,5 +171,8 @@ mod tests {
         assert!(Share::from_entry(0, entry(None, vec!["api"]))
             .unwrap_err()
             .starts_with("shares[0].paths[0]"));
+        assert!(Share::from_entry(0, entry(None, vec!["/a", "/x/../y"]))
+            .unwrap_err()
+            .starts_with("shares[0].paths[1]"));
     }
 }

@@ -3,6 +3,7 @@
 use crate::auth::{CredentialSource, Credentials};
 use http::header::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
+use std::net::IpAddr;
 
 pub const GWOS_API_TOKEN: &str = "gwos-api-token";
 pub const GWOS_APP_NAME: &str = "gwos-app-name";
@@ -15,6 +16,10 @@ static GWOS_API_TOKEN_NAME: HeaderName = HeaderName::from_static(GWOS_API_TOKEN)
 static GWOS_APP_NAME_NAME: HeaderName = HeaderName::from_static(GWOS_APP_NAME);
 static LEGACY_APP_NAME_NAME: HeaderName = HeaderName::from_static(LEGACY_APP_NAME);
 static TOKEN_NAME: HeaderName = HeaderName::from_static(TOKEN);
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Stands in for a credential header that is not even text: it can never validate.
 const UNREADABLE: &str = "\u{0}";
@@ -70,10 +75,22 @@ pub fn credentials(req: &RequestHeader) -> Credentials<'_> {
     }
 }
 
+/// Headers some frameworks honour as the "real" method or URL. A reader's allowed `GET` must not
+/// become a `DELETE` upstream, nor a checked path another one.
+pub const OVERRIDE_HEADERS: [&str; 6] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-method",
+];
+
 /// What comes off every forwarded request, decided once at start-up: every spelling of the identity
-/// headers (a client must not choose its identity) and, unless kept, the credentials authgate
-/// consumed: its token headers, and an `Authorization` only when it is a Bearer token (another
-/// scheme may be the backend's own business). One pass over the request's headers.
+/// headers (a client must not choose its identity), the method and URL override headers, the
+/// configured extra names and, unless kept, the credentials authgate consumed: its token headers,
+/// and an `Authorization` only when it is a Bearer token (another scheme may be the backend's own
+/// business). One pass over the request's headers.
 #[derive(Debug, Clone)]
 pub struct Strip {
     names: Vec<String>,
@@ -81,8 +98,10 @@ pub struct Strip {
 }
 
 impl Strip {
-    pub fn new(identity: &IdentityHeaders, keep_credentials: bool) -> Strip {
+    pub fn new(identity: &IdentityHeaders, keep_credentials: bool, extra: &[String]) -> Strip {
         let mut names: Vec<String> = identity.names().map(String::from).to_vec();
+        names.extend(OVERRIDE_HEADERS.map(String::from));
+        names.extend(extra.iter().map(|n| n.to_ascii_lowercase()));
         if !keep_credentials {
             names.extend([GWOS_API_TOKEN, GWOS_APP_NAME, LEGACY_APP_NAME, TOKEN].map(String::from));
         }
@@ -104,6 +123,17 @@ impl Strip {
         {
             req.remove_header(&http::header::AUTHORIZATION);
         }
+    }
+}
+
+/// An HTTP/1.1 request must carry exactly one `Host` (RFC 9112 §3.2); HTTP/1.0 may carry none.
+/// Two leave the upstream and us free to pick different ones.
+pub fn host_problem(req: &RequestHeader) -> Result<(), String> {
+    let mut hosts = req.headers.get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Err("more than one Host header".into()),
+        (None, _) if req.version == http::Version::HTTP_11 => Err("no Host header".into()),
+        _ => Ok(()),
     }
 }
 
@@ -162,28 +192,85 @@ impl IdentityHeaders {
     }
 }
 
-/// `X-Forwarded-For` (appended to), `-Proto` and `-Host` (replaced).
-pub fn add_forwarded(req: &mut RequestHeader, client_ip: Option<String>) -> pingora::Result<()> {
-    if let Some(ip) = client_ip {
-        let value = match req
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
-            _ => ip,
-        };
-        req.insert_header("x-forwarded-for", value)?;
+/// Where the request came from, as the forwarding headers tell the upstream.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    /// The connection's peer.
+    pub peer: Option<IpAddr>,
+    /// The client as resolved (`forwarded::client_address`).
+    pub client: Option<IpAddr>,
+    /// The peer is a trusted proxy: its forwarding headers are extended, not replaced.
+    pub trusted_peer: bool,
+    /// The scheme of the downstream connection.
+    pub scheme: &'static str,
+}
+
+/// `X-Forwarded-For`, `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded`.
+/// From an untrusted peer every client-sent value is replaced (`Forwarded` removed); a trusted
+/// proxy's chain is extended with its address, and its `-Proto` and `-Host` kept.
+pub fn add_forwarded(req: &mut RequestHeader, origin: Origin) -> pingora::Result<()> {
+    let prior = origin
+        .trusted_peer
+        .then(|| joined_values(req, &X_FORWARDED_FOR))
+        .flatten();
+    match (origin.peer, prior) {
+        (Some(peer), Some(prior)) => {
+            req.insert_header(&X_FORWARDED_FOR, format!("{prior}, {peer}"))?
+        }
+        (Some(peer), None) => req.insert_header(&X_FORWARDED_FOR, peer.to_string())?,
+        (None, _) if !origin.trusted_peer => {
+            req.remove_header(&X_FORWARDED_FOR);
+        }
+        (None, _) => {}
     }
-    req.insert_header("x-forwarded-proto", "http")?;
-    let host = req.headers.get(http::header::HOST).cloned();
-    match host {
-        Some(host) => req.insert_header("x-forwarded-host", host)?,
+    match origin.client {
+        Some(client) => req.insert_header(&X_REAL_IP, client.to_string())?,
         None => {
-            req.remove_header("x-forwarded-host");
+            req.remove_header(&X_REAL_IP);
+        }
+    }
+    if !origin.trusted_peer {
+        req.remove_header(&http::header::FORWARDED);
+    }
+    if !(origin.trusted_peer && req.headers.contains_key(&X_FORWARDED_PROTO)) {
+        req.insert_header(&X_FORWARDED_PROTO, origin.scheme)?;
+    }
+    if !(origin.trusted_peer && req.headers.contains_key(&X_FORWARDED_HOST)) {
+        match req.headers.get(http::header::HOST).cloned() {
+            Some(host) => req.insert_header(&X_FORWARDED_HOST, host)?,
+            None => {
+                req.remove_header(&X_FORWARDED_HOST);
+            }
         }
     }
     Ok(())
+}
+
+/// Every value of a header, in order, joined with ", " (`None` when absent or not text).
+fn joined_values(req: &RequestHeader, name: &HeaderName) -> Option<String> {
+    let mut joined: Option<String> = None;
+    for value in req.headers.get_all(name) {
+        let value = value.to_str().ok()?.trim();
+        if value.is_empty() {
+            continue;
+        }
+        match &mut joined {
+            Some(j) => {
+                j.push_str(", ");
+                j.push_str(value);
+            }
+            None => joined = Some(value.to_string()),
+        }
+    }
+    joined
+}
+
+/// The `X-Forwarded-For` values of a request, in order (for [`crate::forwarded::client_address`]).
+pub fn forwarded_for(req: &RequestHeader) -> impl DoubleEndedIterator<Item = &str> {
+    req.headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
 }
 
 /// The CORS headers for an allowed origin.
@@ -194,7 +281,7 @@ pub fn cors_headers(origin: &HeaderValue) -> [(HeaderName, HeaderValue); 4] {
         (
             ACCESS_CONTROL_ALLOW_HEADERS,
             HeaderValue::from_static(
-                "Content-Type,X-Requested-With,Access,GWOS-API-TOKEN,GWOS-APP-NAME",
+                "Content-Type,X-Requested-With,Access,GWOS-API-TOKEN,GWOS-APP-NAME,APP-NAME,token,Authorization",
             ),
         ),
         (
@@ -282,7 +369,7 @@ mod tests {
 
     #[test]
     fn only_bearer_authorization_is_removed() {
-        let strip = Strip::new(&identity(), false);
+        let strip = Strip::new(&identity(), false, &[]);
         let mut r = req(&[("Authorization", "Basic dTpw"), ("token", "t")]);
         strip.apply(&mut r);
         assert_eq!(r.headers.len(), 1);
@@ -299,7 +386,7 @@ mod tests {
 
     #[test]
     fn kept_credentials_stay_but_identity_never_does() {
-        let strip = Strip::new(&identity(), true);
+        let strip = Strip::new(&identity(), true, &[]);
         let mut r = req(&[
             ("Authorization", "Bearer x"),
             ("GWOS-API-TOKEN", "t"),
@@ -308,6 +395,24 @@ mod tests {
         strip.apply(&mut r);
         assert_eq!(r.headers.len(), 2);
         assert!(!r.headers.contains_key("x-authgate-role"));
+    }
+
+    #[test]
+    fn override_headers_and_configured_names_are_removed() {
+        let strip = Strip::new(&identity(), true, &["X-Internal".into()]);
+        let mut r = req(&[
+            ("X-HTTP-Method-Override", "DELETE"),
+            ("x_http_method", "DELETE"),
+            ("X-Method-Override", "PUT"),
+            ("X-Original-URL", "/admin"),
+            ("X-Rewrite-Url", "/admin"),
+            ("X-Original-Method", "DELETE"),
+            ("x_internal", "1"),
+            ("X-Kept", "1"),
+        ]);
+        strip.apply(&mut r);
+        let left: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-kept"]);
     }
 
     #[test]

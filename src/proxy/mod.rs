@@ -9,7 +9,9 @@ use crate::api::form::Params;
 use crate::api::gwos::{GwosApi, LOGIN_BAD_REQUEST, TOKEN_BAD_REQUEST};
 use crate::api::{iogates, revocation, Outcome};
 use crate::auth::{Authenticator, Denial, Principal};
+use crate::forwarded::{client_address, TrustedProxies};
 use crate::metrics::status_class;
+use crate::target::{has_prefix, PathPolicy, RequestTarget, TargetForm};
 use crate::upstream::Upstreams;
 use async_trait::async_trait;
 use body::BodyError;
@@ -19,7 +21,8 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use reply::Reply;
-use route::{has_prefix, normalize_path, Route};
+use route::Route;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +37,8 @@ pub struct GatewaySettings {
     pub auth_body_limit: usize,
     pub auth_body_timeout: Duration,
     pub failed_login_status: u16,
+    pub path_policy: PathPolicy,
+    pub trusted_proxies: TrustedProxies,
 }
 
 pub struct Gateway {
@@ -56,8 +61,15 @@ impl Drop for InFlight {
 pub struct Ctx {
     started: Instant,
     route: Route,
-    /// The path as allow-lists and routes see it.
-    path: String,
+    /// The request target made canonical: every decision is made on its path, and it is what
+    /// goes upstream. `None` until parsed, and for a target refused with 400.
+    target: Option<RequestTarget>,
+    /// The client's address (behind trusted proxies, the first untrusted hop).
+    client: Option<IpAddr>,
+    /// The connection's peer is a trusted proxy.
+    trusted_peer: bool,
+    /// `Host` for the upstream when the client sent none (HTTP/1.0).
+    upstream_host: Option<HeaderValue>,
     public: bool,
     principal: Option<Principal>,
     denial: Option<Denial>,
@@ -102,8 +114,11 @@ impl Gateway {
     }
 
     /// Headers every local reply carries: the request id, and CORS for an allowed origin.
-    fn reply_extra(ctx: &Ctx) -> Vec<(HeaderName, HeaderValue)> {
+    fn reply_extra(&self, ctx: &Ctx) -> Vec<(HeaderName, HeaderValue)> {
         let mut extra = vec![(HeaderName::from_static(REQUEST_ID), ctx.request_id.clone())];
+        if !self.settings.cors_origins.is_empty() {
+            extra.push((http::header::VARY, HeaderValue::from_static("Origin")));
+        }
         if let Some(origin) = &ctx.cors_origin {
             extra.extend(headers::cors_headers(origin));
         }
@@ -182,11 +197,7 @@ fn login_protocol(route: Route) -> Option<&'static str> {
 }
 
 /// One audit event per login or logout: who, from where, and how it went (never a secret).
-fn audit(session: &Session, route: Route, outcome: &Outcome) {
-    let client = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
+fn audit(route: Route, outcome: &Outcome, client: Option<IpAddr>) {
     tracing::info!(
         target: "authgate::audit",
         event = route.as_str(),
@@ -206,7 +217,10 @@ impl ProxyHttp for Gateway {
         Ctx {
             started: Instant::now(),
             route: Route::Forward,
-            path: String::new(),
+            target: None,
+            client: None,
+            trusted_peer: false,
+            upstream_host: None,
             public: false,
             principal: None,
             denial: None,
@@ -223,31 +237,60 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let req = session.req_header();
-        ctx.route = Route::classify(&req.method, req.uri.path());
         ctx.cors_origin = self.allowed_origin(req);
         ctx.request_id = match req.headers.get(REQUEST_ID) {
             Some(id) if acceptable_request_id(id) => id.clone(),
             _ => new_request_id(),
         };
+        if let Some(peer) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+        {
+            let trusted = &self.settings.trusted_proxies;
+            ctx.trusted_peer = trusted.contains(peer);
+            ctx.client = Some(client_address(peer, headers::forwarded_for(req), trusted));
+        }
+        // Nothing is decided before the request line and Host are known to be unambiguous.
+        let target = headers::host_problem(req)
+            .map_err(|why| (why, "ambiguous_host"))
+            .and_then(|()| {
+                RequestTarget::parse(req.raw_path(), &self.settings.path_policy)
+                    .map_err(|e| (e.to_string(), e.as_str()))
+            })
+            .and_then(|target| match target.form() {
+                TargetForm::Asterisk if req.method != http::Method::OPTIONS => {
+                    let e = crate::target::TargetError::Asterisk;
+                    Err((e.to_string(), e.as_str()))
+                }
+                _ => Ok(target),
+            });
+        let target = match target {
+            Ok(target) => ctx.target.insert(target),
+            Err((why, result)) => {
+                ctx.route = Route::BadTarget;
+                ctx.result = Some(result);
+                let reply = Reply::text(400, format!("Bad Request: {why}"));
+                reply.write(session, &self.reply_extra(ctx)).await?;
+                return Ok(true);
+            }
+        };
+        let path = target.path();
+        ctx.route = Route::classify(&req.method, path);
         let reply = match ctx.route {
             Route::Forward => {
-                ctx.path = normalize_path(req.uri.path());
                 if self
                     .settings
                     .public_paths
                     .iter()
-                    .any(|p| has_prefix(&ctx.path, p))
+                    .any(|p| has_prefix(path, p))
                 {
                     ctx.public = true;
                     return Ok(false);
                 }
                 let wants_json = headers::wants_json(req);
                 let credentials = headers::credentials(req);
-                match self
-                    .auth
-                    .authorize(credentials, &req.method, &ctx.path)
-                    .await
-                {
+                match self.auth.authorize(credentials, &req.method, path).await {
                     Ok(principal) => {
                         ctx.principal = Some(principal);
                         return Ok(false);
@@ -270,20 +313,22 @@ impl ProxyHttp for Gateway {
                         .inc();
                 }
                 if route != Route::ValidateToken {
-                    audit(session, route, &outcome);
+                    audit(route, &outcome, ctx.client);
                 }
                 ctx.result = Some(outcome.result);
                 ctx.user = outcome.user;
                 outcome.reply
             }
         };
-        reply.write(session, &Self::reply_extra(ctx)).await?;
+        reply.write(session, &self.reply_extra(ctx)).await?;
         Ok(true)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         ctx.upstream_started = Some(Instant::now());
-        let pool = self.upstreams.route(&ctx.path);
+        let path = ctx.target.as_ref().map_or("/", RequestTarget::path);
+        let pool = self.upstreams.route(path);
+        ctx.upstream_host = Some(pool.host.clone());
         match pool.peer() {
             Some(peer) => Ok(Box::new(peer)),
             None => {
@@ -304,6 +349,20 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let identity = &self.settings.identity;
+        // Forward exactly the target every decision was made on, in origin-form.
+        if let Some(target) = &ctx.target {
+            if let Some(rewritten) = target.rewritten() {
+                upstream.set_raw_path(rewritten)?;
+            }
+            if let TargetForm::Absolute { authority } = target.form() {
+                upstream.insert_header(http::header::HOST, authority.as_str())?;
+            }
+        }
+        if !upstream.headers.contains_key(http::header::HOST) {
+            if let Some(host) = &ctx.upstream_host {
+                upstream.insert_header(http::header::HOST, host.clone())?;
+            }
+        }
         self.settings.strip.apply(upstream);
         if let Some(p) = &ctx.principal {
             upstream.insert_header(identity.user.clone(), p.subject())?;
@@ -316,11 +375,24 @@ impl ProxyHttp for Gateway {
             }
         }
         upstream.insert_header(REQUEST_ID, ctx.request_id.clone())?;
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string());
-        headers::add_forwarded(upstream, client_ip)
+        let origin = headers::Origin {
+            peer: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            client: ctx.client,
+            trusted_peer: ctx.trusted_peer,
+            scheme: if session
+                .digest()
+                .and_then(|d| d.ssl_digest.as_ref())
+                .is_some()
+            {
+                "https"
+            } else {
+                "http"
+            },
+        };
+        headers::add_forwarded(upstream, origin)
     }
 
     async fn upstream_response_filter(
@@ -351,12 +423,26 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // Trailers are not passed on: announcing them would promise fields that never come.
+        response.remove_header(&http::header::TRAILER);
+        // An HTTP/1.0 client cannot read chunked framing: without a length, the body is
+        // delimited by closing the connection.
+        if session.req_header().version == http::Version::HTTP_10
+            && response
+                .remove_header(&http::header::TRANSFER_ENCODING)
+                .is_some()
+        {
+            response.remove_header(&http::header::CONTENT_LENGTH);
+        }
         // Per forwarded response: insert directly, no list to build.
         response.insert_header(REQUEST_ID, ctx.request_id.clone())?;
+        if !self.settings.cors_origins.is_empty() {
+            response.append_header(http::header::VARY, "Origin")?;
+        }
         if let Some(origin) = &ctx.cors_origin {
             for (name, value) in headers::cors_headers(origin) {
                 response.insert_header(name, value)?;
@@ -405,7 +491,7 @@ impl ProxyHttp for Gateway {
                 _ => "Internal Server Error",
             };
             let reply = Reply::text(code, text);
-            if let Err(write_error) = reply.write(session, &Self::reply_extra(ctx)).await {
+            if let Err(write_error) = reply.write(session, &self.reply_extra(ctx)).await {
                 tracing::debug!(error = %write_error, "could not send the error response");
             }
         }
@@ -443,7 +529,8 @@ impl ProxyHttp for Gateway {
             target: "authgate::access",
             request_id = ctx.request_id.to_str().unwrap_or_default(),
             method = %req.method,
-            path = req.uri.path(),
+            path = ctx.target.as_ref().map_or(req.uri.path(), RequestTarget::path),
+            client = ctx.client.map(tracing::field::display),
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             route,

@@ -1,7 +1,6 @@
-//! What a request is, decided from its method and path alone, and path-prefix matching.
+//! What a request is, decided from its method and canonical path alone.
 
 use http::Method;
-use percent_encoding::percent_decode_str;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -25,9 +24,12 @@ pub enum Route {
     Preflight,
     /// Everything else: forwarded if allowed.
     Forward,
+    /// A request target that cannot be made canonical (`target::TargetError`): 400.
+    BadTarget,
 }
 
 impl Route {
+    /// `path` is the canonical path (`target::RequestTarget::path`).
     pub fn classify(method: &Method, path: &str) -> Route {
         if method == Method::OPTIONS {
             return Route::Preflight;
@@ -66,66 +68,9 @@ impl Route {
             Route::WrongMethod(_) => "auth_wrong_method",
             Route::Preflight => "preflight",
             Route::Forward => "forward",
+            Route::BadTarget => "bad_target",
         }
     }
-}
-
-/// The path as an upstream might finally interpret it: percent-decoded (separators included),
-/// backslashes as slashes, empty and `.` segments dropped, `..` resolved. Allow-lists match on
-/// this, so that no spelling of a path can reach past a prefix it does not really start with.
-pub fn normalize_path(raw: &str) -> String {
-    if is_plain_path(raw) {
-        return raw.to_string();
-    }
-    let decoded = percent_decode_str(raw)
-        .decode_utf8_lossy()
-        .replace('\\', "/");
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in decoded.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
-        }
-    }
-    let mut path = String::with_capacity(decoded.len() + 1);
-    for s in &segments {
-        path.push('/');
-        path.push_str(s);
-    }
-    if path.is_empty() {
-        path.push('/');
-    }
-    path
-}
-
-/// Already normal: starts with `/`, no escapes, backslashes, empty, `.` or `..` segments, and no
-/// trailing slash (the common case, answered without decoding).
-fn is_plain_path(raw: &str) -> bool {
-    let bytes = raw.as_bytes();
-    if raw == "/" {
-        return true;
-    }
-    bytes.first() == Some(&b'/')
-        && bytes.last() != Some(&b'/')
-        && !bytes.iter().any(|&b| b == b'%' || b == b'\\')
-        && !raw.contains("//")
-        && !raw
-            .split('/')
-            .any(|segment| segment == "." || segment == "..")
-}
-
-/// `prefix` matches whole segments of `path`: `/api/noma` matches `/api/noma` and `/api/noma/x`,
-/// never `/api/nomad`. Both are normalised paths.
-pub fn has_prefix(path: &str, prefix: &str) -> bool {
-    let prefix = prefix.trim_end_matches('/');
-    if prefix.is_empty() {
-        return true;
-    }
-    path.strip_prefix(prefix)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 #[cfg(test)]
@@ -163,38 +108,5 @@ mod tests {
             Route::classify(&Method::POST, "/api/auth/login/"),
             Route::Forward
         );
-    }
-
-    #[test]
-    fn normalisation_defeats_path_tricks() {
-        assert_eq!(normalize_path("/api/noma/x"), "/api/noma/x");
-        assert_eq!(normalize_path("//api///noma/"), "/api/noma");
-        assert_eq!(normalize_path("/api/noma/../admin"), "/api/admin");
-        assert_eq!(normalize_path("/api/noma/..%2fadmin"), "/api/admin");
-        assert_eq!(normalize_path("/api/noma/%2e%2e/admin"), "/api/admin");
-        assert_eq!(normalize_path("/api/noma\\..\\admin"), "/api/admin");
-        assert_eq!(normalize_path("/../../etc"), "/etc");
-        assert_eq!(normalize_path(""), "/");
-        // The fast path agrees with the full one.
-        for (raw, normal) in [
-            ("/api/x", "/api/x"),
-            ("/api/x/", "/api/x"),
-            ("/a/.hidden", "/a/.hidden"),
-            ("/a/..b", "/a/..b"),
-            ("/", "/"),
-            ("a/b", "/a/b"),
-        ] {
-            assert_eq!(normalize_path(raw), normal, "{raw}");
-        }
-    }
-
-    #[test]
-    fn prefixes_match_whole_segments() {
-        assert!(has_prefix("/api/noma", "/api/noma"));
-        assert!(has_prefix("/api/noma/x", "/api/noma"));
-        assert!(has_prefix("/api/noma/x", "/api/noma/"));
-        assert!(!has_prefix("/api/nomad", "/api/noma"));
-        assert!(!has_prefix("/api", "/api/noma"));
-        assert!(has_prefix("/anything", "/"));
     }
 }
