@@ -245,7 +245,6 @@ async fn share_scope_cannot_be_escaped_by_path_tricks() {
     for path in [
         "/api/filesx",
         "/api/files/../admin",
-        "/api/files/..%2fadmin",
         "/api/files/%2e%2e/%2e%2e/admin",
         "/api/files\\..\\admin",
         "/API/files",
@@ -257,6 +256,9 @@ async fn share_scope_cannot_be_escaped_by_path_tricks() {
         let v: Value = resp.json().await.unwrap();
         assert!(v["message"].is_string());
     }
+    // An encoded slash is ambiguous before it is out of scope (tests/path_integrity.rs has more).
+    let resp = call("GET", &gw.url("/api/files/..%2fadmin"), &t).await;
+    assert_eq!(resp.status(), 400);
     assert_eq!(
         up.count(),
         before,

@@ -109,7 +109,7 @@ pub struct Authenticator {
 }
 
 /// Base64 as GroundWork clients send it: standard or URL-safe alphabet, padding optional.
-fn lenient_base64(value: &str) -> Option<Vec<u8>> {
+pub fn lenient_base64(value: &str) -> Option<Vec<u8>> {
     let config = GeneralPurposeConfig::new()
         .with_decode_padding_mode(DecodePaddingMode::Indifferent)
         .with_decode_allow_trailing_bits(true);

@@ -137,6 +137,29 @@ pub fn host_problem(req: &RequestHeader) -> Result<(), String> {
     }
 }
 
+/// pingora accepts repeated identical `Content-Length` values (`3` twice, or `3, 3`) and reads the
+/// body by that one length, but would forward them as they came. Send the upstream one value, so
+/// that no upstream can frame the body another way.
+pub fn collapse_content_length(req: &mut RequestHeader) -> pingora::Result<()> {
+    let mut values = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
+    let (Some(first), second) = (values.next(), values.next()) else {
+        return Ok(());
+    };
+    if second.is_none() && !first.as_bytes().contains(&b',') {
+        return Ok(());
+    }
+    let single = first
+        .to_str()
+        .ok()
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .map(String::from);
+    match single {
+        Some(length) => req.insert_header(http::header::CONTENT_LENGTH, length),
+        None => Ok(()),
+    }
+}
+
 /// Error bodies are JSON only when the client asks for exactly that.
 pub fn wants_json(req: &RequestHeader) -> bool {
     req.headers

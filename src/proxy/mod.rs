@@ -363,6 +363,7 @@ impl ProxyHttp for Gateway {
                 upstream.insert_header(http::header::HOST, host.clone())?;
             }
         }
+        headers::collapse_content_length(upstream)?;
         self.settings.strip.apply(upstream);
         if let Some(p) = &ctx.principal {
             upstream.insert_header(identity.user.clone(), p.subject())?;
@@ -429,8 +430,8 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         // Trailers are not passed on: announcing them would promise fields that never come.
         response.remove_header(&http::header::TRAILER);
-        // An HTTP/1.0 client cannot read chunked framing: without a length, the body is
-        // delimited by closing the connection.
+        // An HTTP/1.0 client cannot read chunked framing: with no length, the body ends when the
+        // connection closes.
         if session.req_header().version == http::Version::HTTP_10
             && response
                 .remove_header(&http::header::TRANSFER_ENCODING)

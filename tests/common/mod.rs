@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod raw_upstream;
 pub mod upstream;
 
 use async_trait::async_trait;
@@ -13,6 +14,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub use client::*;
+#[allow(unused_imports)] // only the suites that need the raw bytes use it
+pub use raw_upstream::*;
 pub use upstream::*;
 
 /// Passwords of the test users (the users file holds only their hashes).
