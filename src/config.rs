@@ -683,6 +683,12 @@ mod tests {
             d.cache.negative_ttl_seconds
         );
         assert_eq!(shipped.log.format, d.log.format);
+        assert_eq!(shipped.request_path, d.request_path);
+        assert_eq!(
+            shipped.forwarding.trusted_proxies,
+            d.forwarding.trusted_proxies
+        );
+        assert_eq!(shipped.forwarding.strip_headers, d.forwarding.strip_headers);
     }
 
     #[test]

@@ -560,6 +560,82 @@ mod tests {
         assert!(has_prefix("/anything", "/"));
     }
 
+    fn policies() -> impl proptest::strategy::Strategy<Value = PathPolicy> {
+        use proptest::prelude::*;
+        (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(decode, strip, merge)| {
+            PathPolicy {
+                escaped_slashes: if decode {
+                    EscapedSlashes::Decode
+                } else {
+                    EscapedSlashes::Reject
+                },
+                path_parameters: if strip {
+                    PathParameters::Strip
+                } else {
+                    PathParameters::Reject
+                },
+                merge_slashes: merge,
+            }
+        })
+    }
+
+    /// Refused, or a canonical path that canonicalises to itself and is exactly what is forwarded.
+    fn refused_or_fixed_point(raw: &[u8], policy: &PathPolicy) -> Result<(), String> {
+        let Ok(target) = RequestTarget::parse(raw, policy) else {
+            return Ok(());
+        };
+        if *target.form() == TargetForm::Asterisk {
+            return Ok(());
+        }
+        let path = target.path();
+        let again = canonical_path(path.as_bytes(), policy);
+        if again.as_deref() != Ok(path) {
+            return Err(format!("{path:?} canonicalises to {again:?}"));
+        }
+        let forwarded = target.forwarded(raw);
+        let forwarded_path = forwarded.split(|&b| b == b'?').next().unwrap_or_default();
+        if forwarded_path != path.as_bytes() {
+            return Err(format!(
+                "decided on {path:?}, forwarded {:?}",
+                String::from_utf8_lossy(forwarded)
+            ));
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_bytes_are_refused_or_canonical(
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48),
+            policy in policies(),
+        ) {
+            let mut target = b"/".to_vec();
+            target.extend_from_slice(&raw);
+            for raw in [&raw[..], &target[..]] {
+                if let Err(e) = refused_or_fixed_point(raw, &policy) {
+                    proptest::prop_assert!(false, "{}", e);
+                }
+            }
+        }
+
+        #[test]
+        fn attack_pieces_are_refused_or_canonical(
+            pieces in proptest::collection::vec(proptest::sample::select(&[
+                "a", ".", "..", "%2e", "%2E%2e", "%2f", "%5C", "\\", ";", ";p=1", "%3b", "%25",
+                "%252e", "%00", "%c3%a9", "%c3", "%ff", "", "%7e", "%41", "?q=../%2f", "http://h",
+                "{", "%", "%2",
+            ][..]), 0..8),
+            policy in policies(),
+        ) {
+            let raw = format!("/{}", pieces.join("/"));
+            if let Err(e) = refused_or_fixed_point(raw.as_bytes(), &policy) {
+                proptest::prop_assert!(false, "{}: {}", raw, e);
+            }
+        }
+    }
+
     #[test]
     fn configured_paths_must_be_canonical() {
         assert!(check_configured_path("/api/files").is_ok());
