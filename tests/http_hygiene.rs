@@ -202,6 +202,7 @@ fn smuggling_attempts_never_reach_the_upstream() {
     let smuggled = "GET /admin/secret HTTP/1.1\r\nHost: x\r\n\r\n";
     let chunked_then_smuggled = format!("0\r\n\r\n{smuggled}");
     let n = chunked_then_smuggled.len();
+    let lf = smuggled.replace("\r\n", "\n");
     let payloads: Vec<(&str, String)> = vec![
         ("CL+TE", format!("POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\nTransfer-Encoding: chunked\r\n\r\n{chunked_then_smuggled}")),
         ("TE+CL", format!("POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n{chunked_then_smuggled}")),
@@ -213,7 +214,7 @@ fn smuggling_attempts_never_reach_the_upstream() {
         ("TE identity, chunked twice", format!("POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\nContent-Length: {n}\r\n\r\n{chunked_then_smuggled}")),
         ("TE obs-fold", format!("POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\nContent-Length: {n}\r\n\r\n{chunked_then_smuggled}")),
         ("space before colon", format!("POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\nContent-Length: {n}\r\n\r\n{chunked_then_smuggled}")),
-        ("LF-only lines", format!("POST /public/a HTTP/1.1\nHost: x\nContent-Length: {}\n\n{}", smuggled.len(), smuggled.replace("\r\n", "\n"))),
+        ("LF-only lines", format!("POST /public/a HTTP/1.1\nHost: x\nContent-Length: {}\n\n{lf}", lf.len())),
         ("bare CR", format!("GET /public/a HTTP/1.1\rHost: x\r\n\r\n{smuggled}")),
         ("tabs in the request line", "GET\t/admin/secret\tHTTP/1.1\r\nHost: x\r\n\r\n".to_string()),
         ("tab inside the target", "GET /public/x\t/../../admin/secret HTTP/1.1\r\nHost: x\r\n\r\n".to_string()),
