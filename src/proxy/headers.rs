@@ -126,13 +126,21 @@ impl Strip {
     }
 }
 
-/// An HTTP/1.1 request must carry exactly one `Host` (RFC 9112 §3.2); HTTP/1.0 may carry none.
-/// Two leave the upstream and us free to pick different ones.
-pub fn host_problem(req: &RequestHeader) -> Result<(), String> {
+/// Why a `Host` is ambiguous: an HTTP/1.1 request must carry exactly one (RFC 9112 §3.2), an
+/// HTTP/1.0 request one at most. With two, we and the upstream could each pick another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("no Host header")]
+    Missing,
+    #[error("more than one Host header")]
+    Repeated,
+}
+
+pub fn check_host(req: &RequestHeader) -> Result<(), HostError> {
     let mut hosts = req.headers.get_all(http::header::HOST).iter();
     match (hosts.next(), hosts.next()) {
-        (Some(_), Some(_)) => Err("more than one Host header".into()),
-        (None, _) if req.version == http::Version::HTTP_11 => Err("no Host header".into()),
+        (Some(_), Some(_)) => Err(HostError::Repeated),
+        (None, _) if req.version == http::Version::HTTP_11 => Err(HostError::Missing),
         _ => Ok(()),
     }
 }

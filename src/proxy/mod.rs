@@ -11,7 +11,7 @@ use crate::api::{iogates, revocation, Outcome};
 use crate::auth::{Authenticator, Denial, Principal};
 use crate::forwarded::{client_address, TrustedProxies};
 use crate::metrics::status_class;
-use crate::target::{has_prefix, PathPolicy, RequestTarget, TargetForm};
+use crate::target::{has_prefix, PathPolicy, RequestTarget, TargetError, TargetForm};
 use crate::upstream::Upstreams;
 use async_trait::async_trait;
 use body::BodyError;
@@ -125,6 +125,16 @@ impl Gateway {
         extra
     }
 
+    /// The request target made canonical, once its Host is unambiguous too.
+    fn read_target(&self, req: &RequestHeader) -> std::result::Result<RequestTarget, Unreadable> {
+        headers::check_host(req)?;
+        let target = RequestTarget::parse(req.raw_path(), &self.settings.path_policy)?;
+        if *target.form() == TargetForm::Asterisk && req.method != http::Method::OPTIONS {
+            return Err(TargetError::Asterisk.into());
+        }
+        Ok(target)
+    }
+
     /// Read the body of an auth call and answer it.
     async fn answer_auth_call(&self, session: &mut Session, route: Route) -> Outcome {
         let body = match body::read_bounded(
@@ -182,6 +192,26 @@ impl Gateway {
             Route::Login => api.login(&params).await,
             Route::Logout => api.logout(&params).await,
             _ => api.validate(&params).await,
+        }
+    }
+}
+
+/// A request refused before any decision (400): what it asks for cannot be read one way only.
+#[derive(Debug, thiserror::Error)]
+enum Unreadable {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Host(#[from] headers::HostError),
+}
+
+impl Unreadable {
+    /// Low-cardinality label for the access log.
+    fn as_str(&self) -> &'static str {
+        match self {
+            Unreadable::Target(e) => e.as_str(),
+            Unreadable::Host(headers::HostError::Missing) => "missing_host",
+            Unreadable::Host(headers::HostError::Repeated) => "repeated_host",
         }
     }
 }
@@ -251,26 +281,13 @@ impl ProxyHttp for Gateway {
             ctx.trusted_peer = trusted.contains(peer);
             ctx.client = Some(client_address(peer, headers::forwarded_for(req), trusted));
         }
-        // Nothing is decided before the request line and Host are known to be unambiguous.
-        let target = headers::host_problem(req)
-            .map_err(|why| (why, "ambiguous_host"))
-            .and_then(|()| {
-                RequestTarget::parse(req.raw_path(), &self.settings.path_policy)
-                    .map_err(|e| (e.to_string(), e.as_str()))
-            })
-            .and_then(|target| match target.form() {
-                TargetForm::Asterisk if req.method != http::Method::OPTIONS => {
-                    let e = crate::target::TargetError::Asterisk;
-                    Err((e.to_string(), e.as_str()))
-                }
-                _ => Ok(target),
-            });
-        let target = match target {
+        // Nothing is decided before the target and Host are known to be unambiguous.
+        let target = match self.read_target(req) {
             Ok(target) => ctx.target.insert(target),
-            Err((why, result)) => {
+            Err(refused) => {
                 ctx.route = Route::BadTarget;
-                ctx.result = Some(result);
-                let reply = Reply::text(400, format!("Bad Request: {why}"));
+                ctx.result = Some(refused.as_str());
+                let reply = Reply::text(400, format!("Bad Request: {refused}"));
                 reply.write(session, &self.reply_extra(ctx)).await?;
                 return Ok(true);
             }
