@@ -116,7 +116,8 @@ pub fn share_url_key(url: &str) -> Option<String> {
         .or_else(|_| url::Url::parse(&format!("http://{}", url.trim_start_matches('/'))))
         .ok()?;
     let path = parsed.path().trim_end_matches('/');
-    if path.is_empty() {
+    // An opaque URL (`mailto:x`, `sh:host/show/1`) has no path to match: found by fuzzing.
+    if path.is_empty() || !path.starts_with('/') {
         return None;
     }
     Some(path.to_string())
@@ -143,6 +144,7 @@ mod tests {
             "the path is case-sensitive"
         );
         assert_eq!(share_url_key("https://host.only/"), None);
+        assert_eq!(share_url_key("sh:a..re.example.com/show/1/"), None);
         assert_eq!(share_url_key(""), None);
     }
 
