@@ -328,16 +328,28 @@ fn raw_segments<'a>(raw: &'a [u8], policy: &PathPolicy) -> Vec<&'a [u8]> {
 }
 
 /// Already canonical under any policy, as most paths are: only unreserved characters, kept
-/// delimiters and single slashes, and no `.` or `..` segment. Checked without allocating.
+/// delimiters and single slashes, and no `.` or `..` segment. One pass, no allocation.
 fn is_plain(raw: &[u8]) -> bool {
-    raw.first() == Some(&b'/')
-        && raw
-            .iter()
-            .all(|&b| b == b'/' || is_unreserved(b) || is_kept_delimiter(b))
-        && !raw.windows(2).any(|w| w == b"//")
-        && raw
-            .split(|&b| b == b'/')
-            .all(|segment| segment != b"." && segment != b"..")
+    let Some((&b'/', rest)) = raw.split_first() else {
+        return false;
+    };
+    // The current segment's length, and how many of its bytes are dots.
+    let (mut len, mut dots) = (0usize, 0usize);
+    let dot_segment = |len: usize, dots: usize| len > 0 && len == dots && dots <= 2;
+    for &b in rest {
+        if b == b'/' {
+            if len == 0 || dot_segment(len, dots) {
+                return false;
+            }
+            (len, dots) = (0, 0);
+        } else if is_unreserved(b) || is_kept_delimiter(b) {
+            len += 1;
+            dots += usize::from(b == b'.');
+        } else {
+            return false;
+        }
+    }
+    !dot_segment(len, dots)
 }
 
 /// The canonical form of a path that starts with `/` (no query).

@@ -224,7 +224,7 @@ impl IdentityHeaders {
 }
 
 /// Where the request came from, as the forwarding headers tell the upstream.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Origin {
     /// The connection's peer.
     pub peer: Option<IpAddr>,

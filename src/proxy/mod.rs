@@ -64,12 +64,8 @@ pub struct Ctx {
     /// The request target made canonical: every decision is made on its path, and it is what
     /// goes upstream. `None` until parsed, and for a target refused with 400.
     target: Option<RequestTarget>,
-    /// The client's address (behind trusted proxies, the first untrusted hop).
-    client: Option<IpAddr>,
-    /// The connection's peer is a trusted proxy.
-    trusted_peer: bool,
-    /// `Host` for the upstream when the client sent none (HTTP/1.0).
-    upstream_host: Option<HeaderValue>,
+    /// Where the request came from: peer, client, scheme.
+    origin: headers::Origin,
     public: bool,
     principal: Option<Principal>,
     denial: Option<Denial>,
@@ -123,6 +119,23 @@ impl Gateway {
             extra.extend(headers::cors_headers(origin));
         }
         extra
+    }
+
+    /// Peer, client (behind trusted proxies, the first untrusted hop) and scheme.
+    fn origin_of(&self, session: &Session) -> headers::Origin {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let trusted = &self.settings.trusted_proxies;
+        let forwarded_for = headers::forwarded_for(session.req_header());
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        headers::Origin {
+            peer,
+            client: peer.map(|peer| client_address(peer, forwarded_for, trusted)),
+            trusted_peer: peer.is_some_and(|peer| trusted.contains(peer)),
+            scheme: if tls { "https" } else { "http" },
+        }
     }
 
     /// The request target made canonical, once its Host is unambiguous too.
@@ -248,9 +261,7 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             route: Route::Forward,
             target: None,
-            client: None,
-            trusted_peer: false,
-            upstream_host: None,
+            origin: headers::Origin::default(),
             public: false,
             principal: None,
             denial: None,
@@ -272,15 +283,7 @@ impl ProxyHttp for Gateway {
             Some(id) if acceptable_request_id(id) => id.clone(),
             _ => new_request_id(),
         };
-        if let Some(peer) = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-        {
-            let trusted = &self.settings.trusted_proxies;
-            ctx.trusted_peer = trusted.contains(peer);
-            ctx.client = Some(client_address(peer, headers::forwarded_for(req), trusted));
-        }
+        ctx.origin = self.origin_of(session);
         // Nothing is decided before the target and Host are known to be unambiguous.
         let target = match self.read_target(req) {
             Ok(target) => ctx.target.insert(target),
@@ -330,7 +333,7 @@ impl ProxyHttp for Gateway {
                         .inc();
                 }
                 if route != Route::ValidateToken {
-                    audit(route, &outcome, ctx.client);
+                    audit(route, &outcome, ctx.origin.client);
                 }
                 ctx.result = Some(outcome.result);
                 ctx.user = outcome.user;
@@ -345,7 +348,6 @@ impl ProxyHttp for Gateway {
         ctx.upstream_started = Some(Instant::now());
         let path = ctx.target.as_ref().map_or("/", RequestTarget::path);
         let pool = self.upstreams.route(path);
-        ctx.upstream_host = Some(pool.host.clone());
         match pool.peer() {
             Some(peer) => Ok(Box::new(peer)),
             None => {
@@ -361,7 +363,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -376,9 +378,10 @@ impl ProxyHttp for Gateway {
             }
         }
         if !upstream.headers.contains_key(http::header::HOST) {
-            if let Some(host) = &ctx.upstream_host {
-                upstream.insert_header(http::header::HOST, host.clone())?;
-            }
+            // HTTP/1.0 without Host: the upstream's own name for itself.
+            let path = ctx.target.as_ref().map_or("/", RequestTarget::path);
+            let host = self.upstreams.route(path).host.clone();
+            upstream.insert_header(http::header::HOST, host)?;
         }
         headers::collapse_content_length(upstream)?;
         self.settings.strip.apply(upstream);
@@ -393,24 +396,7 @@ impl ProxyHttp for Gateway {
             }
         }
         upstream.insert_header(REQUEST_ID, ctx.request_id.clone())?;
-        let origin = headers::Origin {
-            peer: session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip()),
-            client: ctx.client,
-            trusted_peer: ctx.trusted_peer,
-            scheme: if session
-                .digest()
-                .and_then(|d| d.ssl_digest.as_ref())
-                .is_some()
-            {
-                "https"
-            } else {
-                "http"
-            },
-        };
-        headers::add_forwarded(upstream, origin)
+        headers::add_forwarded(upstream, ctx.origin)
     }
 
     async fn upstream_response_filter(
@@ -548,7 +534,7 @@ impl ProxyHttp for Gateway {
             request_id = ctx.request_id.to_str().unwrap_or_default(),
             method = %req.method,
             path = ctx.target.as_ref().map_or(req.uri.path(), RequestTarget::path),
-            client = ctx.client.map(tracing::field::display),
+            client = ctx.origin.client.map(tracing::field::display),
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             route,
