@@ -255,7 +255,8 @@ async fn logout_table_and_a_foreign_app_cannot_revoke() {
 async fn gw8_authenticate_password_json_login() {
     let (gw, up) = gateway();
     let url = gw.url("/api/users/authenticatePassword");
-    let body = serde_json::json!({ "name": "admin", "password": b64(ADMIN_PASSWORD) }).to_string();
+    // The Go SDK and telegraf send the password as configured, not Base64 (spec §5).
+    let body = serde_json::json!({ "name": "admin", "password": ADMIN_PASSWORD }).to_string();
     let resp = http()
         .put(&url)
         .header("GWOS-APP-NAME", "tcg")
@@ -276,17 +277,24 @@ async fn gw8_authenticate_password_json_login() {
     assert_eq!(get_with(&gw.url("/hosts"), t, "tcg").await.status(), 200);
     assert_eq!(up.last().header("x-authgate-app"), Some("tcg"));
 
-    let bad = serde_json::json!({ "name": "admin", "password": b64("wrong") }).to_string();
-    let resp = http()
-        .put(&url)
-        .header("GWOS-APP-NAME", "tcg")
-        .body(bad)
-        .send()
-        .await
-        .unwrap();
-    let (status, text) = text(resp).await;
-    assert_eq!(status, 401);
-    assert!(text.contains("password"));
+    // A wrong password, the right one in Base64 (no second guess), a Base64 user name: 401.
+    for (name, password) in [
+        ("admin", "wrong".to_string()),
+        ("admin", b64(ADMIN_PASSWORD)),
+        (&b64("admin"), ADMIN_PASSWORD.to_string()),
+    ] {
+        let bad = serde_json::json!({ "name": name, "password": password }).to_string();
+        let resp = http()
+            .put(&url)
+            .header("GWOS-APP-NAME", "tcg")
+            .body(bad)
+            .send()
+            .await
+            .unwrap();
+        let (status, text) = text(resp).await;
+        assert_eq!(status, 401, "{name} {password}");
+        assert!(text.contains("password"));
+    }
     for (app, body) in [
         (None, body.as_str()),
         (Some("tcg"), "{not json"),
@@ -329,6 +337,28 @@ async fn jasypt_mode_end_to_end() {
     let (status, t) = text(post_form(&url, &ok).await).await;
     assert_eq!(status, 200, "{t}");
     assert!(is_lower_uuid(&t));
+    // GW8 sends the ciphertext as its password too.
+    let gw8 = serde_json::json!({
+        "name": "RESTAPIACCESS",
+        "password": "7UZZVvnLbuRNk12Yk5H33zeYdWQpnA7j9shir7QfJgwh"
+    });
+    let resp = http()
+        .put(gw.url("/api/users/authenticatePassword"))
+        .header("GWOS-APP-NAME", "tcg")
+        .json(&gw8)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let plain = serde_json::json!({ "name": "RESTAPIACCESS", "password": RESTAPI_PASSWORD });
+    let resp = http()
+        .put(gw.url("/api/users/authenticatePassword"))
+        .header("GWOS-APP-NAME", "tcg")
+        .json(&plain)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "encrypted mode takes only ciphertexts");
     // The reader vector decrypts to another password; garbage does not decrypt: both 401.
     for pw in [
         "5CFothtTmW6VX3L85iXDC8b8UhFNFn6W7XMkDtaMZhFmP7tNg3HFR9t",

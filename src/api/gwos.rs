@@ -33,6 +33,15 @@ fn required<'a>(params: &'a Params, names: &[&[&'static str]]) -> Option<Vec<&'a
     names.iter().map(|n| params.get(n).ok().flatten()).collect()
 }
 
+/// How a login's credentials are written (spec §1 and §5).
+#[derive(Debug, Clone, Copy)]
+enum Dialect {
+    /// `login`: user as Base64 or raw, password as Base64 (or Jasypt).
+    Gw7,
+    /// `authenticatePassword`: the plain user name and password (or Jasypt).
+    Gw8,
+}
+
 pub struct GwosApi<'a> {
     pub auth: &'a Authenticator,
     pub failed_login_status: u16,
@@ -47,11 +56,16 @@ impl GwosApi<'_> {
     /// The token and the user's name, or the failure (with whom it concerned).
     async fn login_core(
         &self,
+        dialect: Dialect,
         user: &str,
         password: &str,
         app_name: &str,
     ) -> Result<(String, String), (Outcome, Option<String>)> {
-        let user = match self.auth.check_gwos_credentials(user, password).await {
+        let checked = match dialect {
+            Dialect::Gw7 => self.auth.check_gwos_credentials(user, password).await,
+            Dialect::Gw8 => self.auth.check_gw8_credentials(user, password).await,
+        };
+        let user = match checked {
             Ok(u) => u,
             Err(LoginError::BadCredentials(reason)) => {
                 let known = self.auth.find_user(user).map(|u| u.name.clone());
@@ -73,7 +87,10 @@ impl GwosApi<'_> {
             return Outcome::new(Reply::text(400, LOGIN_BAD_REQUEST), "bad_request");
         };
         let (user, password, app_name) = (values[0], values[1], values[2]);
-        match self.login_core(user, password, app_name).await {
+        match self
+            .login_core(Dialect::Gw7, user, password, app_name)
+            .await
+        {
             Ok((token, name)) => {
                 Outcome::new(Reply::text(200, token).no_store(), "success").for_user(name)
             }
@@ -105,7 +122,7 @@ impl GwosApi<'_> {
             return Outcome::new(Reply::text(400, LOGIN_BAD_REQUEST), "bad_request");
         }
         match self
-            .login_core(&request.name, &request.password, app_name)
+            .login_core(Dialect::Gw8, &request.name, &request.password, app_name)
             .await
         {
             Ok((token, name)) => {

@@ -197,6 +197,23 @@ impl Authenticator {
         self.check_password(user, password).await
     }
 
+    /// Check GW8 credentials (`authenticatePassword`, spec §5): the exact user name, and the
+    /// password as typed, or its Jasypt ciphertext in encrypted mode. Never Base64 as a second
+    /// guess: that would let two passwords in per user and double the cost of a wrong one.
+    pub async fn check_gw8_credentials(
+        &self,
+        name: &str,
+        password_given: &str,
+    ) -> Result<Arc<User>, LoginError> {
+        match &self.jasypt {
+            Some(key) => {
+                let user = self.users.load().get(name).cloned();
+                self.check_password(user, key.decrypt(password_given)).await
+            }
+            None => self.check_user_password(name, password_given).await,
+        }
+    }
+
     /// Check a plain password (ioGates sends it as is, inside TLS) for an exact user name.
     pub async fn check_user_password(
         &self,
