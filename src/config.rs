@@ -170,9 +170,12 @@ pub struct IogatesConfig {
 pub struct EncryptionConfig {
     /// Passwords arrive Jasypt-encrypted instead of Base64.
     pub enabled: bool,
-    /// File holding GroundWork's `jasypt.mainkey` value. The environment variable
-    /// `AUTHGATE_JASYPT_MAINKEY` wins over it.
+    /// File holding GroundWork's `jasypt.mainkey` value as in `foundation.properties`
+    /// (12 characters, then the key in Base64).
     pub main_key_file: Option<PathBuf>,
+    /// File holding the decoded key itself (e.g. `Gr0undW0rk123`). Set this or `main_key_file`;
+    /// the environment variables `AUTHGATE_JASYPT_KEY` / `AUTHGATE_JASYPT_MAINKEY` win over both.
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -26,8 +26,10 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Environment variable holding GroundWork's `jasypt.mainkey` value (wins over the key file).
-pub const JASYPT_KEY_ENV: &str = "AUTHGATE_JASYPT_MAINKEY";
+/// Environment variable holding GroundWork's `jasypt.mainkey` value, as in `foundation.properties`.
+pub const JASYPT_MAINKEY_ENV: &str = "AUTHGATE_JASYPT_MAINKEY";
+/// Environment variable holding the decoded Jasypt key itself (e.g. `Gr0undW0rk123`).
+pub const JASYPT_KEY_ENV: &str = "AUTHGATE_JASYPT_KEY";
 
 /// A server ready to run, and what the caller may watch while it runs.
 pub struct Built {
@@ -36,27 +38,88 @@ pub struct Built {
     pub in_flight: Arc<AtomicUsize>,
 }
 
-fn jasypt_key(config: &Config) -> anyhow::Result<Option<JasyptKey>> {
+/// The two forms of the Jasypt main key an operator pastes (spec §4), named apart: guessing the
+/// form from the value is ambiguous.
+#[derive(Debug, Clone, Copy)]
+enum KeyForm {
+    /// `foundation.properties`' `jasypt.mainkey` value: 12 characters, then the key in Base64.
+    Property,
+    /// The key itself.
+    Key,
+}
+
+/// The Jasypt key from the environment (which wins) or from a file; one source per level.
+/// `env` reads an environment variable (a parameter, so tests need not touch the process's).
+fn jasypt_key(
+    config: &Config,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<JasyptKey>> {
     let encryption = &config.gwos.encryption;
     if !encryption.enabled {
         return Ok(None);
     }
-    let value = match std::env::var(JASYPT_KEY_ENV) {
-        Ok(v) => v,
-        Err(_) => {
-            let path = encryption.main_key_file.as_ref().ok_or_else(|| {
-                anyhow!("gwos.encryption.main_key_file: required when encryption is enabled (or set {JASYPT_KEY_ENV})")
-            })?;
-            std::fs::read_to_string(path).with_context(|| {
-                format!(
-                    "gwos.encryption.main_key_file: cannot read {}",
-                    path.display()
-                )
-            })?
+    let from_env: Vec<(String, KeyForm, String)> = [
+        (JASYPT_MAINKEY_ENV, KeyForm::Property),
+        (JASYPT_KEY_ENV, KeyForm::Key),
+    ]
+    .into_iter()
+    .filter_map(|(name, form)| env(name).map(|value| (name.to_string(), form, value)))
+    .collect();
+    let sources = if from_env.is_empty() {
+        let files = [
+            (
+                "gwos.encryption.main_key_file",
+                &encryption.main_key_file,
+                KeyForm::Property,
+            ),
+            (
+                "gwos.encryption.key_file",
+                &encryption.key_file,
+                KeyForm::Key,
+            ),
+        ];
+        let mut read = Vec::new();
+        for (key, path, form) in files {
+            if let Some(path) = path {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("{key}: cannot read {}", path.display()))?;
+                read.push((key.to_string(), form, text));
+            }
+        }
+        read
+    } else {
+        from_env
+    };
+    let (source, form, value) = match <[_; 1]>::try_from(sources) {
+        Ok([one]) => one,
+        Err(sources) if sources.is_empty() => {
+            return Err(anyhow!(
+                "gwos.encryption: enabled, but no key: set {JASYPT_KEY_ENV} (the key) or \
+                 {JASYPT_MAINKEY_ENV} (foundation.properties' jasypt.mainkey value), or \
+                 gwos.encryption.key_file / main_key_file"
+            ))
+        }
+        Err(sources) => {
+            let names: Vec<&str> = sources.iter().map(|(name, _, _)| name.as_str()).collect();
+            return Err(anyhow!(
+                "gwos.encryption: set one of {}, not both",
+                names.join(" and ")
+            ));
         }
     };
-    let key =
-        JasyptKey::from_foundation_property(&value).map_err(|e| anyhow!("gwos.encryption: {e}"))?;
+    // A file's trailing line ending is not part of the key.
+    let value = value.trim_end_matches(['\n', '\r']);
+    let key = match form {
+        KeyForm::Property => {
+            JasyptKey::from_foundation_property(value).map_err(|e| anyhow!("{source}: {e}"))?
+        }
+        KeyForm::Key if value.is_empty() => {
+            return Err(anyhow!(
+                "{source}: empty (want the key itself, e.g. Gr0undW0rk123)"
+            ))
+        }
+        KeyForm::Key => JasyptKey::from_plain(value),
+    };
     Ok(Some(key))
 }
 
@@ -84,7 +147,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
             UserDirectory::demo()
         }
     };
-    let jasypt = jasypt_key(config)?;
+    let jasypt = jasypt_key(config, |name| std::env::var(name).ok())?;
     let metrics = Arc::new(Metrics::new());
     let store: Arc<dyn TokenStore> =
         Arc::new(Instrumented::new(open_store(config)?, metrics.clone()));
@@ -282,5 +345,93 @@ impl BackgroundService for UsersReload {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VECTOR: &str = "7UZZVvnLbuRNk12Yk5H33zeYdWQpnA7j9shir7QfJgwh";
+    const PROPERTY: &str = "3PHpHhaYzuc=R3IwdW5kVzByazEyMw==";
+
+    fn encrypted(adjust: impl FnOnce(&mut Config)) -> Config {
+        let mut config = Config::default();
+        config.gwos.encryption.enabled = true;
+        adjust(&mut config);
+        config
+    }
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    fn decrypts(key: anyhow::Result<Option<JasyptKey>>) -> bool {
+        key.unwrap().unwrap().decrypt(VECTOR).as_deref() == Some("RESTAPIACCESSPASSWORD")
+    }
+
+    #[test]
+    fn jasypt_key_in_either_form_from_the_environment_or_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (property_file, key_file) = (dir.path().join("mainkey"), dir.path().join("key"));
+        std::fs::write(&property_file, format!("{PROPERTY}\n")).unwrap();
+        std::fs::write(&key_file, "Gr0undW0rk123\n").unwrap();
+        let none = env(&[]);
+        assert!(decrypts(jasypt_key(
+            &encrypted(|_| {}),
+            env(&[(JASYPT_MAINKEY_ENV, PROPERTY)])
+        )));
+        assert!(decrypts(jasypt_key(
+            &encrypted(|_| {}),
+            env(&[(JASYPT_KEY_ENV, "Gr0undW0rk123")])
+        )));
+        let with_property_file =
+            encrypted(|c| c.gwos.encryption.main_key_file = Some(property_file.clone()));
+        assert!(decrypts(jasypt_key(&with_property_file, &none)));
+        let with_key_file = encrypted(|c| c.gwos.encryption.key_file = Some(key_file.clone()));
+        assert!(decrypts(jasypt_key(&with_key_file, &none)));
+        // The environment wins over a file.
+        assert!(decrypts(jasypt_key(
+            &encrypted(|c| c.gwos.encryption.key_file = Some(property_file.clone())),
+            env(&[(JASYPT_KEY_ENV, "Gr0undW0rk123")])
+        )));
+        assert!(jasypt_key(&Config::default(), &none).unwrap().is_none());
+    }
+
+    #[test]
+    fn jasypt_key_errors_name_the_setting_and_the_form() {
+        let error = |config: &Config, vars: &[(&str, &str)]| {
+            jasypt_key(config, env(vars)).unwrap_err().to_string()
+        };
+        let both = error(
+            &encrypted(|_| {}),
+            &[(JASYPT_MAINKEY_ENV, PROPERTY), (JASYPT_KEY_ENV, "k")],
+        );
+        assert!(
+            both.contains(JASYPT_MAINKEY_ENV) && both.contains(JASYPT_KEY_ENV),
+            "{both}"
+        );
+        let none = error(&encrypted(|_| {}), &[]);
+        assert!(
+            none.contains(JASYPT_KEY_ENV) && none.contains("key_file"),
+            "{none}"
+        );
+        // The decoded key pasted where the property form belongs.
+        let pasted = error(&encrypted(|_| {}), &[(JASYPT_MAINKEY_ENV, "Gr0undW0rk123")]);
+        assert!(
+            pasted.starts_with(JASYPT_MAINKEY_ENV) && pasted.contains("Base64"),
+            "{pasted}"
+        );
+        let empty = error(&encrypted(|_| {}), &[(JASYPT_KEY_ENV, "")]);
+        assert!(empty.starts_with(JASYPT_KEY_ENV), "{empty}");
+        let missing = error(
+            &encrypted(|c| c.gwos.encryption.key_file = Some("/nonexistent/key".into())),
+            &[],
+        );
+        assert!(missing.starts_with("gwos.encryption.key_file"), "{missing}");
     }
 }

@@ -322,13 +322,15 @@ async fn wrong_methods_and_oversized_bodies() {
 
 #[tokio::test]
 async fn jasypt_mode_end_to_end() {
-    // SAFETY of the env var: only this test in this binary reads it, before the gateway starts.
-    std::env::set_var(
-        "AUTHGATE_JASYPT_MAINKEY",
-        "3PHpHhaYzuc=R3IwdW5kVzByazEyMw==",
-    );
-    let (gw, _up) = gateway_with(|c| c.gwos.encryption.enabled = true);
-    std::env::remove_var("AUTHGATE_JASYPT_MAINKEY");
+    // The key as an operator pastes it from foundation.properties, in a file (no environment
+    // variable: tests run in parallel threads).
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("jasypt-mainkey");
+    std::fs::write(&key, "3PHpHhaYzuc=R3IwdW5kVzByazEyMw==\n").unwrap();
+    let (gw, _up) = gateway_with(|c| {
+        c.gwos.encryption.enabled = true;
+        c.gwos.encryption.main_key_file = Some(key.clone());
+    });
     let url = gw.url("/api/auth/login");
     let ok = format!(
         "user={}&password=7UZZVvnLbuRNk12Yk5H33zeYdWQpnA7j9shir7QfJgwh&gwos-app-name=a",
