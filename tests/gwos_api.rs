@@ -378,3 +378,41 @@ async fn jasypt_mode_end_to_end() {
         );
     }
 }
+
+/// One verdict per token: once its user is no longer Active, validatetoken says `false`, as
+/// every proxied request says 401.
+#[tokio::test]
+async fn validatetoken_and_the_proxy_agree_on_a_deactivated_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.yaml");
+    std::fs::write(&file, users_yaml()).unwrap();
+    let (gw, _up) = gateway_with(|c| {
+        c.users_file = Some(file.clone());
+        c.users_reload_interval_seconds = 1;
+    });
+    let t = token(&gw.url(""), "reader", READER_PASSWORD, "a").await;
+    let validate = format!("gwos-api-token={t}&gwos-app-name=a");
+    let url = gw.url("/api/auth/validatetoken");
+    assert_eq!(
+        text(post_form(&url, &validate).await).await,
+        (200, "true".into())
+    );
+    let deactivated = users_yaml().replace(
+        "    role: reader\n",
+        "    role: reader\n    status: Inactive\n",
+    );
+    assert_ne!(deactivated, users_yaml());
+    std::fs::write(&file, deactivated).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get_with(&gw.url("/api/hosts"), &t, "a").await.status() != 401 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reload never came"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        text(post_form(&url, &validate).await).await,
+        (200, "false".into())
+    );
+}

@@ -227,6 +227,21 @@ async fn reauthentication_retires_the_device_s_previous_token() {
             .status(),
         200
     );
+    // Two holders of the share whose clients send no deviceId are two clients: neither token
+    // retires the other.
+    let mut anonymous = Vec::new();
+    for _ in 0..2 {
+        let resp = share_login(&base, SHARE_URL, Value::Null).await;
+        let v: Value = resp.json().await.unwrap();
+        anonymous.push(v["token"].as_str().unwrap().to_string());
+    }
+    for t in &anonymous {
+        assert_eq!(call("GET", &gw.url("/api/files"), t).await.status(), 200);
+    }
+    assert_eq!(
+        call("GET", &gw.url("/api/files"), &second).await.status(),
+        200
+    );
 }
 
 #[tokio::test]

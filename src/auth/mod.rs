@@ -341,13 +341,18 @@ impl Authenticator {
         }
     }
 
-    /// `/api/auth/validatetoken`: true for a live token of this app; a successful check is a use.
+    /// `/api/auth/validatetoken`: true for a live token of this app whose user is Active (the
+    /// verdict a proxied request gets); a successful check is a use.
     pub async fn validate_gwos(&self, token: &str, app_name: &str) -> Result<bool, StoreError> {
         let found = self.live_gwos_token(token, app_name).await?;
-        if let Some((hash, t)) = &found {
-            self.cache.touch(*hash, t, now_ms());
+        let Some((hash, t)) = found else {
+            return Ok(false);
+        };
+        if self.users.load().active(&t.binding.subject).is_none() {
+            return Ok(false);
         }
-        Ok(found.is_some())
+        self.cache.touch(hash, &t, now_ms());
+        Ok(true)
     }
 
     /// `/api/auth/logout`: revoke a live token of this app; `false` (and nothing revoked) otherwise.
@@ -373,7 +378,8 @@ impl Authenticator {
     }
 
     /// Issue an ioGates token. A client logs in again on every run: the earlier token of the same
-    /// account or share and the same device is retired, so tokens do not pile up.
+    /// account or share and the same device is retired, so tokens do not pile up. Without a
+    /// `deviceId` nothing is retired: two holders of one share are two clients, not one.
     pub async fn issue_iogates_token(
         &self,
         grant: &Grant,
@@ -412,7 +418,10 @@ impl Authenticator {
             .with_label_values(&["iogates"])
             .inc();
         for (old, r) in earlier {
-            if r.kind == TokenKind::Iogates && r.device_id.as_deref() == device_id {
+            if r.kind == TokenKind::Iogates
+                && device_id.is_some()
+                && r.device_id.as_deref() == device_id
+            {
                 self.revoke(old, "replaced").await?;
             }
         }
