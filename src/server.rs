@@ -330,13 +330,30 @@ impl UsersReload {
 impl BackgroundService for UsersReload {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut last = std::fs::read(&self.path).map(|b| Self::digest(&b)).ok();
+        // Said once when the file goes, once when it comes back: never a line per tick.
+        let mut unreadable = false;
         let mut ticks = tokio::time::interval(self.every);
         ticks.tick().await;
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = ticks.tick() => {
-                    let Ok(bytes) = tokio::fs::read(&self.path).await else { continue };
+                    let bytes = match tokio::fs::read(&self.path).await {
+                        Ok(bytes) => bytes,
+                        Err(e) => {
+                            if !std::mem::replace(&mut unreadable, true) {
+                                tracing::error!(
+                                    file = %self.path.display(),
+                                    error = %e,
+                                    "users file cannot be read: the users loaded before stay in force",
+                                );
+                            }
+                            continue;
+                        }
+                    };
+                    if std::mem::replace(&mut unreadable, false) {
+                        tracing::info!(file = %self.path.display(), "users file readable again");
+                    }
                     let digest = Self::digest(&bytes);
                     if last != Some(digest) {
                         last = Some(digest);

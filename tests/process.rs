@@ -512,3 +512,29 @@ async fn no_secret_in_any_log_line_at_trace_level() {
         }
     }
 }
+
+/// Deleting the users file (a botched secret update) is an ERROR, said once, and changes nothing:
+/// the users loaded before stay in force.
+#[tokio::test]
+async fn a_missing_users_file_is_an_error_said_once_and_the_users_stay() {
+    let mut s = setup("users_reload_interval_seconds: 1\n");
+    let users = s.dir.path().join("users.yaml");
+    std::fs::write(&users, users_yaml()).unwrap();
+    s.yaml = s.yaml.replace(
+        &users_file().display().to_string(),
+        &users.display().to_string(),
+    );
+    let proc = s.start("info");
+    token(&s.base, "admin", ADMIN_PASSWORD, APP).await;
+    std::fs::remove_file(&users).unwrap();
+    let said = |p: &Proc| p.logs().matches("users file cannot be read").count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while said(&proc) == 0 {
+        assert!(Instant::now() < deadline, "nothing logged: {}", proc.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(proc.logs().contains("ERROR"), "{}", proc.logs());
+    token(&s.base, "admin", ADMIN_PASSWORD, APP).await;
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(said(&proc), 1, "once, not every tick");
+}
