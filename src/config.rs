@@ -158,11 +158,23 @@ pub struct GwosConfig {
     pub encryption: EncryptionConfig,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IogatesConfig {
-    /// Maximum lifetime of an ioGates token; absent = none (they live until revoked).
+    /// Maximum lifetime of an ioGates token; `null` = none (they live until revoked).
     pub max_lifetime_seconds: Option<u64>,
+}
+
+/// ioGates clients log in again on every run, so a month costs them nothing, and it bounds how
+/// long a token copied off a machine stays good.
+pub const IOGATES_DEFAULT_MAX_LIFETIME_SECONDS: u64 = 30 * 24 * 3600;
+
+impl Default for IogatesConfig {
+    fn default() -> Self {
+        IogatesConfig {
+            max_lifetime_seconds: Some(IOGATES_DEFAULT_MAX_LIFETIME_SECONDS),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -688,10 +700,24 @@ mod tests {
         assert_eq!(shipped.log.format, d.log.format);
         assert_eq!(shipped.request_path, d.request_path);
         assert_eq!(
+            shipped.iogates.max_lifetime_seconds,
+            d.iogates.max_lifetime_seconds
+        );
+        assert_eq!(
             shipped.forwarding.trusted_proxies,
             d.forwarding.trusted_proxies
         );
         assert_eq!(shipped.forwarding.strip_headers, d.forwarding.strip_headers);
+    }
+
+    #[test]
+    fn iogates_tokens_have_a_lifetime_unless_null() {
+        assert_eq!(
+            Config::default().iogates.max_lifetime_seconds,
+            Some(30 * 24 * 3600)
+        );
+        let unlimited = Config::parse("iogates:\n  max_lifetime_seconds: null\n").unwrap();
+        assert_eq!(unlimited.iogates.max_lifetime_seconds, None);
     }
 
     #[test]
