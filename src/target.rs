@@ -286,44 +286,35 @@ fn canonical_segment(raw: &[u8], out: &mut String) -> Result<(), TargetError> {
     Ok(())
 }
 
+/// `%2F` or `%5C`, in either case, at `raw[i..]`.
+fn is_escaped_slash(raw: &[u8], i: usize) -> bool {
+    matches!(
+        raw.get(i..i + 3),
+        Some([b'%', b'2', b'f' | b'F'] | [b'%', b'5', b'c' | b'C'])
+    )
+}
+
 /// Split a raw path into its raw segments: at `/`, and at `%2F`/`%5C` when the policy decodes
 /// them. The leading `/` gives no segment of its own.
 fn raw_segments<'a>(raw: &'a [u8], policy: &PathPolicy) -> Vec<&'a [u8]> {
     let decode = policy.escaped_slashes == EscapedSlashes::Decode;
     let mut segments = Vec::new();
-    let mut start = 1;
-    let mut i = 1;
-    while i <= raw.len() {
-        let slash_len = if i == raw.len() {
-            Some(0)
-        } else if raw[i] == b'/' {
-            Some(1)
-        } else if decode
-            && raw[i] == b'%'
-            && raw.get(i + 1) == Some(&b'2')
-            && raw
-                .get(i + 2)
-                .is_some_and(|b| b.eq_ignore_ascii_case(&b'f'))
-            || decode
-                && raw[i] == b'%'
-                && raw.get(i + 1) == Some(&b'5')
-                && raw
-                    .get(i + 2)
-                    .is_some_and(|b| b.eq_ignore_ascii_case(&b'c'))
-        {
-            Some(3)
-        } else {
-            None
+    let (mut start, mut i) = (1, 1);
+    while i < raw.len() {
+        let separator = match raw[i] {
+            b'/' => 1,
+            b'%' if decode && is_escaped_slash(raw, i) => 3,
+            _ => 0,
         };
-        match slash_len {
-            Some(len) => {
-                segments.push(&raw[start..i]);
-                i += len.max(1);
-                start = i;
-            }
-            None => i += 1,
+        if separator == 0 {
+            i += 1;
+            continue;
         }
+        segments.push(&raw[start..i]);
+        i += separator;
+        start = i;
     }
+    segments.push(&raw[start.min(raw.len())..]);
     segments
 }
 
