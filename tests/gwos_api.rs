@@ -251,6 +251,17 @@ async fn logout_table_and_a_foreign_app_cannot_revoke() {
     );
 }
 
+/// GW8's login as the Go SDK sends it: JSON, the app name in a header.
+async fn gw8_login(base: &str, name: &str, password: &str) -> reqwest::Response {
+    http()
+        .put(format!("{base}/api/users/authenticatePassword"))
+        .header("GWOS-APP-NAME", "tcg")
+        .json(&serde_json::json!({ "name": name, "password": password }))
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn gw8_authenticate_password_json_login() {
     let (gw, up) = gateway();
@@ -283,14 +294,7 @@ async fn gw8_authenticate_password_json_login() {
         ("admin", b64(ADMIN_PASSWORD)),
         (&b64("admin"), ADMIN_PASSWORD.to_string()),
     ] {
-        let bad = serde_json::json!({ "name": name, "password": password }).to_string();
-        let resp = http()
-            .put(&url)
-            .header("GWOS-APP-NAME", "tcg")
-            .body(bad)
-            .send()
-            .await
-            .unwrap();
+        let resp = gw8_login(&gw.url(""), name, &password).await;
         let (status, text) = text(resp).await;
         assert_eq!(status, 401, "{name} {password}");
         assert!(text.contains("password"));
@@ -339,27 +343,12 @@ async fn jasypt_mode_end_to_end() {
     let (status, t) = text(post_form(&url, &ok).await).await;
     assert_eq!(status, 200, "{t}");
     assert!(is_lower_uuid(&t));
-    // GW8 sends the ciphertext as its password too.
-    let gw8 = serde_json::json!({
-        "name": "RESTAPIACCESS",
-        "password": "7UZZVvnLbuRNk12Yk5H33zeYdWQpnA7j9shir7QfJgwh"
-    });
-    let resp = http()
-        .put(gw.url("/api/users/authenticatePassword"))
-        .header("GWOS-APP-NAME", "tcg")
-        .json(&gw8)
-        .send()
-        .await
-        .unwrap();
+    // GW8 sends the ciphertext as its password too, and only that.
+    let base = gw.url("");
+    let ciphertext = "7UZZVvnLbuRNk12Yk5H33zeYdWQpnA7j9shir7QfJgwh";
+    let resp = gw8_login(&base, "RESTAPIACCESS", ciphertext).await;
     assert_eq!(resp.status(), 200);
-    let plain = serde_json::json!({ "name": "RESTAPIACCESS", "password": RESTAPI_PASSWORD });
-    let resp = http()
-        .put(gw.url("/api/users/authenticatePassword"))
-        .header("GWOS-APP-NAME", "tcg")
-        .json(&plain)
-        .send()
-        .await
-        .unwrap();
+    let resp = gw8_login(&base, "RESTAPIACCESS", RESTAPI_PASSWORD).await;
     assert_eq!(resp.status(), 401, "encrypted mode takes only ciphertexts");
     // The reader vector decrypts to another password; garbage does not decrypt: both 401.
     for pw in [
