@@ -372,13 +372,7 @@ async fn jasypt_mode_end_to_end() {
 /// every proxied request says 401.
 #[tokio::test]
 async fn validatetoken_and_the_proxy_agree_on_a_deactivated_user() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("users.yaml");
-    std::fs::write(&file, users_yaml()).unwrap();
-    let (gw, _up) = gateway_with(|c| {
-        c.users_file = Some(file.clone());
-        c.users_reload_interval_seconds = 1;
-    });
+    let (gw, _up, _dir, file) = gateway_with_editable_users();
     let t = token(&gw.url(""), "reader", READER_PASSWORD, "a").await;
     let validate = format!("gwos-api-token={t}&gwos-app-name=a");
     let url = gw.url("/api/auth/validatetoken");

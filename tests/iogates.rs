@@ -453,13 +453,7 @@ async fn revocation_of_one_token_and_of_a_whole_share() {
 
 #[tokio::test]
 async fn removing_a_share_from_the_users_file_revokes_its_tokens() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("users.yaml");
-    std::fs::write(&file, users_yaml()).unwrap();
-    let (gw, _up) = gateway_with(|c| {
-        c.users_file = Some(file.clone());
-        c.users_reload_interval_seconds = 1;
-    });
+    let (gw, _up, _dir, file) = gateway_with_editable_users();
     let base = gw.url("");
     let t = share_token(&base, SHARE_URL, DEVICE).await;
     let rw = share_token(&base, "https://share.example.com/show/18/rw", DEVICE).await;

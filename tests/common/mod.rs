@@ -238,6 +238,19 @@ pub fn gateway_with(adjust: impl FnOnce(&mut Config)) -> (Gateway, Upstream) {
     (Gateway::start(config), upstream)
 }
 
+/// A gateway with its own copy of the test users file, re-read every second, for tests that edit
+/// it. The directory must live as long as the gateway.
+pub fn gateway_with_editable_users() -> (Gateway, Upstream, tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.yaml");
+    std::fs::write(&file, users_yaml()).unwrap();
+    let (gw, up) = gateway_with(|c| {
+        c.users_file = Some(file.clone());
+        c.users_reload_interval_seconds = 1;
+    });
+    (gw, up, dir, file)
+}
+
 /// Route `prefix` to an upstream where nothing listens; the main upstream times out after 500 ms.
 pub fn route_to_dead_upstream_and_short_timeout(c: &mut Config, prefix: &str) {
     let dead = TcpListener::bind("127.0.0.1:0")
