@@ -399,3 +399,39 @@ async fn validatetoken_and_the_proxy_agree_on_a_deactivated_user() {
         (200, "false".into())
     );
 }
+
+/// A new password (the usual reason: the old one leaked) ends the sessions the old one opened;
+/// other users keep theirs.
+#[tokio::test]
+async fn a_password_change_revokes_that_user_s_tokens() {
+    let (gw, _up, _dir, file) = gateway_with_editable_users();
+    let base = gw.url("");
+    let reader = token(&base, "reader", READER_PASSWORD, "a").await;
+    let admin = token(&base, "admin", ADMIN_PASSWORD, "a").await;
+    let yaml = users_yaml();
+    let field = "  reader:\n    password_hash: \"";
+    let start = yaml.find(field).unwrap() + field.len();
+    let end = start + yaml[start..].find('"').unwrap();
+    let new_password = "a-new-reader-pw";
+    let changed = format!(
+        "{}{}{}",
+        &yaml[..start],
+        authgate::auth::password::hash_password(new_password),
+        &yaml[end..]
+    );
+    std::fs::write(&file, changed).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get_with(&gw.url("/api/hosts"), &reader, "a").await.status() != 401 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old session still works"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        get_with(&gw.url("/api/hosts"), &admin, "a").await.status(),
+        200
+    );
+    token(&base, "reader", new_password, "a").await;
+    assert_eq!(login(&base, "reader", READER_PASSWORD, "a").await.0, 401);
+}

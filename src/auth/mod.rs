@@ -458,7 +458,16 @@ impl Authenticator {
             .filter(|s| new.share(&s.id).is_none())
             .map(|s| s.subject())
             .collect();
-        gone.extend(old.names().filter(|n| new.get(n).is_none()).cloned());
+        // Removed users, and users whose password changed: a new password ends every session
+        // the old one opened (the usual reason to change it is that it leaked).
+        gone.extend(
+            old.names()
+                .filter(|n| {
+                    let before = old.get(n).map(|u| &u.password);
+                    new.get(n).is_none_or(|u| Some(&u.password) != before)
+                })
+                .cloned(),
+        );
         let mut revoked = 0;
         for subject in gone {
             revoked += self.revoke_subject(&subject, "config_reload").await?;

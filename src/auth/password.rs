@@ -6,8 +6,9 @@ use argon2::Argon2;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// A stored password hash, checked for shape when the users file is loaded.
-#[derive(Clone)]
+/// A stored password hash, checked for shape when the users file is loaded. Equal when the
+/// stored strings are: a changed hash is a changed password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoredHash {
     Argon2id(String),
     Bcrypt(String),
