@@ -244,18 +244,24 @@ pub fn add_forwarded(req: &mut RequestHeader, origin: Origin) -> pingora::Result
         .trusted_peer
         .then(|| joined_values(req, &X_FORWARDED_FOR))
         .flatten();
-    match (origin.peer, prior) {
-        (Some(peer), Some(prior)) => {
-            req.insert_header(&X_FORWARDED_FOR, format!("{prior}, {peer}"))?
+    // Formatted once: from an untrusted peer the client is the peer, and a clone shares the bytes.
+    let peer = origin.peer.map(address_value);
+    match (origin.peer, &peer, prior) {
+        (Some(ip), _, Some(prior)) => {
+            req.insert_header(&X_FORWARDED_FOR, format!("{prior}, {ip}"))?
         }
-        (Some(peer), None) => req.insert_header(&X_FORWARDED_FOR, peer.to_string())?,
-        (None, _) if !origin.trusted_peer => {
+        (_, Some(value), None) => req.insert_header(&X_FORWARDED_FOR, value.clone())?,
+        _ if !origin.trusted_peer => {
             req.remove_header(&X_FORWARDED_FOR);
         }
-        (None, _) => {}
+        _ => {}
     }
-    match origin.client {
-        Some(client) => req.insert_header(&X_REAL_IP, client.to_string())?,
+    let client = match (origin.client, peer) {
+        (Some(client), Some(peer)) if Some(client) == origin.peer => Some(peer),
+        (client, _) => client.map(address_value),
+    };
+    match client {
+        Some(client) => req.insert_header(&X_REAL_IP, client)?,
         None => {
             req.remove_header(&X_REAL_IP);
         }
@@ -275,6 +281,10 @@ pub fn add_forwarded(req: &mut RequestHeader, origin: Origin) -> pingora::Result
         }
     }
     Ok(())
+}
+
+fn address_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::try_from(ip.to_string()).expect("an IP address is a valid header value")
 }
 
 /// Every value of a header, in order, joined with ", " (`None` when absent or not text).

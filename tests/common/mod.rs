@@ -251,6 +251,20 @@ pub fn gateway_with_editable_users() -> (Gateway, Upstream, tempfile::TempDir, P
     (gw, up, dir, file)
 }
 
+/// Ask `status` again every 100 ms until it answers 401 (a users-file reload takes a second or
+/// two); fail with `why` after 10 s.
+pub async fn until_refused<F, Fut>(why: &str, mut status: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = u16>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status().await != 401 {
+        assert!(Instant::now() < deadline, "{why}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Route `prefix` to an upstream where nothing listens; the main upstream times out after 500 ms.
 pub fn route_to_dead_upstream_and_short_timeout(c: &mut Config, prefix: &str) {
     let dead = TcpListener::bind("127.0.0.1:0")
