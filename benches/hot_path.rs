@@ -62,7 +62,8 @@ fn token_checks(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn TokenStore> = Arc::new(RedbStore::open(dir.path()).unwrap());
+    let store: Arc<dyn TokenStore> =
+        Arc::new(RedbStore::open(dir.path(), authgate::store::OnDamage::Refuse).unwrap());
     let token = new_gwos_token();
     rt.block_on(store.insert(TokenHash::of(&token), record()))
         .unwrap();

@@ -1,6 +1,7 @@
 //! The admin listener (own port): `/metrics`, `/healthz`, `/readyz`. Nothing else is served.
 
 use crate::auth::Authenticator;
+use crate::store::StoreHealth;
 use crate::upstream::Upstreams;
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 pub struct AdminApp {
     pub auth: Arc<Authenticator>,
     pub upstreams: Arc<Upstreams>,
+    pub store_health: Arc<StoreHealth>,
 }
 
 fn respond(status: u16, content_type: &str, body: Vec<u8>) -> http::Response<Vec<u8>> {
@@ -30,8 +32,12 @@ fn text(status: u16, body: &str) -> http::Response<Vec<u8>> {
 }
 
 impl AdminApp {
-    /// Ready when the token store answers and at least one upstream has a healthy backend.
+    /// Ready when the token store takes writes, answers, and at least one upstream has a healthy
+    /// backend.
     async fn readiness(&self) -> Result<(), String> {
+        if let Some(problem) = self.store_health.problem() {
+            return Err(format!("token store cannot be written: {problem}"));
+        }
         self.auth
             .cache()
             .store()

@@ -2,7 +2,9 @@
 //!
 //! - positive entries live `max_ttl` at most, and a token's own deadline is checked on every hit;
 //! - unknown tokens are remembered for a few seconds, so a flood of junk cannot hammer the store;
-//! - sliding expiry is tracked in memory and written back at a coarse step, in the background.
+//! - sliding expiry is tracked in memory and written back at a coarse step, in the background;
+//! - a revocation the store could not save is held here, and refused on every path, until the
+//!   write succeeds.
 
 use crate::auth::token::TokenHash;
 use crate::metrics::Metrics;
@@ -10,7 +12,7 @@ use crate::store::{earliest, StoreError, TokenKind, TokenRecord, TokenStore};
 use moka::future::Cache;
 use std::collections::HashSet;
 use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -105,6 +107,10 @@ pub struct TokenCache {
     negative: Cache<Key, ()>,
     bindings: Bindings,
     store: Arc<dyn TokenStore>,
+    /// Revoked tokens whose store write failed. Checked before anything else on every lookup;
+    /// the count keeps that check to one atomic load while the set is empty.
+    unsaved: Mutex<HashSet<TokenHash>>,
+    unsaved_count: AtomicUsize,
     touch_step_ms: u64,
     /// Lookup counters, resolved once (a labelled lookup per request costs a hash and a lock).
     hits: prometheus::IntCounter,
@@ -132,6 +138,8 @@ impl TokenCache {
                 .build(),
             bindings: Bindings::default(),
             store,
+            unsaved: Mutex::default(),
+            unsaved_count: AtomicUsize::new(0),
             touch_step_ms: touch_step.as_millis() as u64,
             hits: metrics.cache_lookups.with_label_values(&["hit"]),
             misses: metrics.cache_lookups.with_label_values(&["miss"]),
@@ -144,6 +152,10 @@ impl TokenCache {
     }
 
     pub async fn lookup(&self, hash: TokenHash, now: u64) -> Result<Lookup, StoreError> {
+        if self.unsaved_count.load(Ordering::Acquire) > 0 && self.is_unsaved(&hash) {
+            self.negative_hits.inc();
+            return Ok(Lookup::Unknown { negative_hit: true });
+        }
         let key = key(&hash);
         if let Some(token) = self.positive.get(&key).await {
             self.hits.inc();
@@ -249,6 +261,40 @@ impl TokenCache {
         let key = key(&hash);
         self.negative.insert(key, ()).await;
         self.positive.invalidate(&key).await;
+    }
+
+    fn unsaved_set(&self) -> std::sync::MutexGuard<'_, HashSet<TokenHash>> {
+        self.unsaved.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_unsaved(&self, hash: &TokenHash) -> bool {
+        self.unsaved_set().contains(hash)
+    }
+
+    /// A revocation the store could not save: refuse the token in this process from now on,
+    /// until `saved` is called for it. Returns how many are held.
+    pub async fn hold_revoked(&self, hash: TokenHash) -> usize {
+        let held = {
+            let mut set = self.unsaved_set();
+            set.insert(hash);
+            self.unsaved_count.store(set.len(), Ordering::Release);
+            set.len()
+        };
+        self.forget(hash).await;
+        held
+    }
+
+    /// The revocations held in memory, to retry.
+    pub fn unsaved(&self) -> Vec<TokenHash> {
+        self.unsaved_set().iter().copied().collect()
+    }
+
+    /// The store has the revocation now. Returns how many are still held.
+    pub fn saved(&self, hash: &TokenHash) -> usize {
+        let mut set = self.unsaved_set();
+        set.remove(hash);
+        self.unsaved_count.store(set.len(), Ordering::Release);
+        set.len()
     }
 
     /// Let moka finish its deferred bookkeeping (for measurements and tests).

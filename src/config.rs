@@ -2,6 +2,7 @@
 //!
 //! Everything downstream trusts a `Config` that passed [`Config::validate`]; nothing re-validates.
 
+use crate::store::OnDamage;
 use crate::target::{check_configured_path, PathPolicy};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -100,6 +101,10 @@ pub struct StoreConfig {
     pub data_dir: PathBuf,
     /// How often expired tokens are purged from the store.
     pub purge_interval_seconds: u64,
+    /// What to do with a damaged store file at start-up. Only the command line sets it
+    /// (`--move-damaged-store`): throwing tokens away is a decision for each start, not a setting.
+    #[serde(skip)]
+    pub on_damage: OnDamage,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -326,6 +331,7 @@ impl Default for StoreConfig {
             kind: StoreKind::Redb,
             data_dir: PathBuf::from("authgate-data"),
             purge_interval_seconds: 60,
+            on_damage: OnDamage::Refuse,
         }
     }
 }

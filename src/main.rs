@@ -1,6 +1,7 @@
 use anyhow::Context;
 use authgate::config::Config;
-use authgate::shutdown::SignalWatch;
+use authgate::shutdown::Shutdown;
+use authgate::store::{OnDamage, OpenError};
 use clap::{Parser, Subcommand};
 use pingora::server::RunArgs;
 use std::io::{BufRead, IsTerminal};
@@ -29,6 +30,10 @@ enum Command {
     Run {
         #[arg(short, long, env = "AUTHGATE_CONFIG")]
         config: Option<PathBuf>,
+        /// If the token store file is damaged, rename it (`tokens.redb.damaged-<time>`) and start
+        /// with an empty store: every client must log in again.
+        #[arg(long)]
+        move_damaged_store: bool,
     },
     /// Read a password from stdin (or a prompt) and print its argon2id PHC string.
     HashPassword,
@@ -50,11 +55,29 @@ fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
     }
 }
 
-fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = load(config.as_ref())?;
+/// What to tell an operator whose store file is damaged.
+fn damaged_store_advice(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<OpenError>() {
+        Some(OpenError::Damaged { .. }) => e.context(
+            "the token store cannot be used. Restore it from a backup, or start once with \
+             `authgate run --move-damaged-store` to move it aside and start empty (every client \
+             must then log in again)",
+        ),
+        Some(OpenError::Locked { .. }) => {
+            e.context("another authgate (or another process) has the token store open")
+        }
+        _ => e,
+    }
+}
+
+fn run(config: Option<PathBuf>, move_damaged_store: bool) -> anyhow::Result<()> {
+    let mut config = load(config.as_ref())?;
+    if move_damaged_store {
+        config.store.on_damage = OnDamage::MoveAside;
+    }
     authgate::telemetry::init(&config.log);
     let started = std::time::Instant::now();
-    let built = authgate::build_server(&config)?;
+    let built = authgate::build_server(&config).map_err(damaged_store_advice)?;
     tracing::info!(
         listen = %config.listen,
         admin = %config.admin.listen,
@@ -62,12 +85,16 @@ fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
         setup_ms = started.elapsed().as_millis() as u64,
         "authgate starting"
     );
-    let signals = SignalWatch {
-        in_flight: built.in_flight.clone(),
-    };
+    let shutdown = Shutdown::new(
+        built.in_flight.clone(),
+        built.store.clone(),
+        built.server.watch_execution_phase(),
+    );
     built.server.run(RunArgs {
-        shutdown_signal: Box::new(signals),
+        shutdown_signal: shutdown.signals(),
     });
+    // Here when pingora's grace ran out before the drain finished, or after a graceful upgrade.
+    shutdown.close_store();
     Ok(())
 }
 
@@ -102,7 +129,10 @@ fn check_config(path: PathBuf) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => run(config),
+        Command::Run {
+            config,
+            move_damaged_store,
+        } => run(config, move_damaged_store),
         Command::HashPassword => hash_password(),
         Command::CheckConfig { config } => check_config(config),
     };

@@ -16,6 +16,9 @@ pub const TOKENS_LIVE: &str = "authgate_tokens_live";
 pub const CACHE_LOOKUPS: &str = "authgate_token_cache_lookups_total";
 pub const STORE_DURATION: &str = "authgate_store_operation_seconds";
 pub const STORE_ERRORS: &str = "authgate_store_errors_total";
+pub const STORE_WRITABLE: &str = "authgate_store_writable";
+pub const STORE_UNDECODABLE: &str = "authgate_store_undecodable_records";
+pub const REVOCATIONS_UNSAVED: &str = "authgate_revocations_unsaved";
 pub const UPSTREAM_DURATION: &str = "authgate_upstream_response_seconds";
 pub const UPSTREAM_ERRORS: &str = "authgate_upstream_errors_total";
 pub const PASSWORD_WAITING: &str = "authgate_password_verifications_waiting";
@@ -43,7 +46,14 @@ pub struct Metrics {
     pub cache_lookups: IntCounterVec,
     /// operation (insert, get, revoke, touch, tokens_of, purge, count).
     pub store_duration: HistogramVec,
+    /// operation × class (unavailable, damaged, undecodable).
     pub store_errors: IntCounterVec,
+    /// 1 while writes succeed, 0 from a failed write until a write succeeds again.
+    pub store_writable: IntGauge,
+    /// Records the last purge pass could not decode (kept, never deleted).
+    pub store_undecodable: IntGauge,
+    /// Revocations enforced in memory whose write has not succeeded yet.
+    pub revocations_unsaved: IntGauge,
     pub upstream_duration: Histogram,
     /// kind (connect, timeout, 5xx, other).
     pub upstream_errors: IntCounterVec,
@@ -161,8 +171,23 @@ impl Metrics {
             store_errors: counter_vec(
                 &r,
                 STORE_ERRORS,
-                "Token store operations that failed, by operation.",
-                &["operation"],
+                "Token store operations that failed, by operation and class.",
+                &["operation", "class"],
+            ),
+            store_writable: gauge(
+                &r,
+                STORE_WRITABLE,
+                "1 while token store writes succeed; 0 from a failed write until one succeeds.",
+            ),
+            store_undecodable: gauge(
+                &r,
+                STORE_UNDECODABLE,
+                "Token records the last purge could not decode (kept, never deleted).",
+            ),
+            revocations_unsaved: gauge(
+                &r,
+                REVOCATIONS_UNSAVED,
+                "Revocations enforced in memory whose store write has not succeeded yet.",
             ),
             upstream_duration: {
                 let h = Histogram::with_opts(

@@ -12,7 +12,7 @@ use crate::forwarded::TrustedProxies;
 use crate::metrics::Metrics;
 use crate::proxy::headers::{IdentityHeaders, Strip};
 use crate::proxy::{Gateway, GatewaySettings};
-use crate::store::{now_ms, Instrumented, MemoryStore, RedbStore, TokenStore};
+use crate::store::{now_ms, Instrumented, MemoryStore, RedbStore, StoreHealth, TokenStore};
 use crate::upstream::Upstreams;
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
@@ -36,6 +36,8 @@ pub struct Built {
     pub server: Server,
     /// Requests in progress.
     pub in_flight: Arc<AtomicUsize>,
+    /// The token store, to close cleanly once the server has stopped.
+    pub store: Arc<dyn TokenStore>,
 }
 
 /// The two forms of the Jasypt main key an operator pastes (spec §4), named apart: guessing the
@@ -123,11 +125,14 @@ fn jasypt_key(
     Ok(Some(key))
 }
 
+/// The configured store. A damaged file is an `OpenError` the caller can tell apart (main.rs
+/// names the flag that moves it aside).
 fn open_store(config: &Config) -> anyhow::Result<Arc<dyn TokenStore>> {
     Ok(match config.store.kind {
-        StoreKind::Redb => Arc::new(
-            RedbStore::open(&config.store.data_dir).map_err(|e| anyhow!("store.data_dir: {e}"))?,
-        ),
+        StoreKind::Redb => Arc::new(RedbStore::open(
+            &config.store.data_dir,
+            config.store.on_damage,
+        )?),
         StoreKind::Memory => Arc::new(MemoryStore::new()),
     })
 }
@@ -149,8 +154,9 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
     };
     let jasypt = jasypt_key(config, |name| std::env::var(name).ok())?;
     let metrics = Arc::new(Metrics::new());
-    let store: Arc<dyn TokenStore> =
-        Arc::new(Instrumented::new(open_store(config)?, metrics.clone()));
+    let instrumented = Instrumented::new(open_store(config)?, metrics.clone());
+    let health = instrumented.health();
+    let store: Arc<dyn TokenStore> = Arc::new(instrumented);
     let cache = TokenCache::new(
         store.clone(),
         config.cache.capacity,
@@ -233,6 +239,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         HttpServer::new_app(AdminApp {
             auth: auth.clone(),
             upstreams,
+            store_health: health.clone(),
         }),
     );
     admin.add_tcp(&config.admin.listen);
@@ -256,15 +263,27 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
     }
 
     let purge = StorePurge {
-        store,
+        store: store.clone(),
         every: Duration::from_secs(config.store.purge_interval_seconds),
     };
     server.add_service(background_service("token purge", purge));
+    let recovery = StoreRecovery {
+        auth,
+        health,
+        first_retry: Duration::from_millis(STORE_RETRY_FIRST_MS),
+        max_retry: Duration::from_millis(STORE_RETRY_MAX_MS),
+    };
+    server.add_service(background_service("token store recovery", recovery));
 
-    Ok(Built { server, in_flight })
+    Ok(Built {
+        server,
+        in_flight,
+        store,
+    })
 }
 
 /// Deletes expired tokens from the store now and then, so that it does not grow without bound.
+/// Records it cannot decode are kept and counted (`authgate_store_undecodable_records`).
 struct StorePurge {
     store: Arc<dyn TokenStore>,
     every: Duration,
@@ -274,15 +293,66 @@ struct StorePurge {
 impl BackgroundService for StorePurge {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut ticks = tokio::time::interval(self.every);
+        let mut undecodable_said = 0;
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = ticks.tick() => match self.store.purge_expired(now_ms()).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(purged = n, "expired tokens purged"),
+                    Ok(purged) => {
+                        if purged.deleted > 0 {
+                            tracing::info!(purged = purged.deleted, "expired tokens purged");
+                        }
+                        // Said when the number changes, not on every pass.
+                        if purged.undecodable != undecodable_said {
+                            undecodable_said = purged.undecodable;
+                            tracing::warn!(
+                                records = purged.undecodable,
+                                "token records that cannot be decoded are kept, not purged"
+                            );
+                        }
+                    }
                     Err(e) => tracing::warn!(error = %e, "token purge failed"),
                 },
             }
+        }
+    }
+}
+
+/// First retry after a store failure; doubled after each failed retry, up to the maximum.
+const STORE_RETRY_FIRST_MS: u64 = 100;
+const STORE_RETRY_MAX_MS: u64 = 2_000;
+
+/// Brings a failing store back without a restart: reopens it and proves a durable write, then
+/// saves the revocations held in memory meanwhile. Idle (one atomic load a tick) while healthy.
+struct StoreRecovery {
+    auth: Arc<Authenticator>,
+    health: Arc<StoreHealth>,
+    first_retry: Duration,
+    max_retry: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for StoreRecovery {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut wait = self.first_retry;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if !self.health.is_failing() && !self.auth.has_held_revocations() {
+                wait = self.first_retry;
+                continue;
+            }
+            let store = self.auth.cache().store();
+            let recovered = match store.recover().await {
+                Ok(()) => self.auth.save_held_revocations().await,
+                Err(e) => Err(e),
+            };
+            wait = match recovered {
+                Ok(()) => self.first_retry,
+                Err(_) => (wait * 2).min(self.max_retry),
+            };
         }
     }
 }

@@ -1,7 +1,7 @@
 //! GWOS auth endpoints (`../shared/spec/gwos.md` §1 and §5): exact statuses and text bodies.
 
 use super::form::Params;
-use super::{retry_later, store_failed, Outcome};
+use super::{retry_later, revocation_failed, store_failed, Outcome, STORE_UNAVAILABLE};
 use crate::auth::{Authenticator, LoginError};
 use crate::proxy::reply::Reply;
 use crate::store::StoreError;
@@ -18,7 +18,7 @@ const APP_NAME: &[&str] = &["gwos-app-name", "gwos_app_name"];
 const API_TOKEN: &[&str] = &["gwos-api-token", "gwos_api_token"];
 
 fn store_unavailable(e: &StoreError) -> Outcome {
-    store_failed(e, Reply::text(503, "Token store unavailable"))
+    store_failed(e, Reply::text(503, STORE_UNAVAILABLE))
 }
 
 fn overloaded() -> Outcome {
@@ -153,7 +153,7 @@ impl GwosApi<'_> {
         match self.auth.logout_gwos(values[0], values[1]).await {
             Ok(true) => Outcome::new(Reply::text(200, "true"), "success"),
             Ok(false) => Outcome::new(Reply::text(404, LOGOUT_UNKNOWN), "unknown_token"),
-            Err(e) => store_unavailable(&e),
+            Err(e) => revocation_failed(&e, |status, body| Reply::text(status, body.to_string())),
         }
     }
 

@@ -143,7 +143,7 @@ fn answer(token: &str, account: &User, share_id: Option<&str>) -> Reply {
 }
 
 fn store_unavailable(e: &crate::store::StoreError) -> Outcome {
-    store_failed(e, Reply::message(503, "Token store unavailable"))
+    store_failed(e, Reply::message(503, super::STORE_UNAVAILABLE))
 }
 
 /// `POST /api/authtoken`.

@@ -5,6 +5,7 @@ pub mod gwos;
 pub mod iogates;
 pub mod revocation;
 
+use crate::auth::RevokeError;
 use crate::proxy::reply::Reply;
 use crate::store::StoreError;
 use http::header::{HeaderValue, RETRY_AFTER};
@@ -31,6 +32,21 @@ pub fn retry_later(reply: Reply, result: &'static str) -> Outcome {
 pub fn store_failed(e: &StoreError, reply: Reply) -> Outcome {
     tracing::error!(error = %e, "token store failed");
     retry_later(reply, "store_error")
+}
+
+pub const STORE_UNAVAILABLE: &str = "Token store unavailable";
+/// A revocation held in memory only (`RevokeError::NotSaved`): what happened, and that it holds.
+pub const REVOCATION_NOT_SAVED: &str =
+    "Token revoked on this gateway, but not yet saved: token store unavailable";
+
+/// A revocation that failed, answered 503 in the endpoint's dialect (`reply`): either nothing was
+/// revoked, or the token is refused already and only the saving waits.
+pub fn revocation_failed(e: &RevokeError, reply: impl Fn(u16, &str) -> Reply) -> Outcome {
+    match e {
+        RevokeError::Store(e) => store_failed(e, reply(503, STORE_UNAVAILABLE)),
+        // Already logged (ERROR, audit) where it happened.
+        RevokeError::NotSaved(_) => retry_later(reply(503, REVOCATION_NOT_SAVED), "not_saved"),
+    }
 }
 
 impl Outcome {

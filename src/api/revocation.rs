@@ -1,7 +1,7 @@
 //! Revocation endpoints of authgate's own: a client retires its token, an admin retires any token
 //! or all tokens of a share. Effective on the next request, on every path.
 
-use super::{store_failed, Outcome};
+use super::{revocation_failed, store_failed, Outcome, STORE_UNAVAILABLE};
 use crate::auth::shares::share_subject;
 use crate::auth::{Authenticator, Credentials, Denial};
 use crate::proxy::reply::Reply;
@@ -15,7 +15,7 @@ pub async fn revoke_presented(auth: &Authenticator, credentials: Credentials<'_>
     match auth.revoke_token(token).await {
         Ok(true) => Outcome::new(Reply::message(200, "Token revoked"), "success"),
         Ok(false) => Outcome::new(Reply::message(401, "Invalid token"), "unknown_token"),
-        Err(e) => store_failed(&e, Reply::message(503, "Token store unavailable")),
+        Err(e) => revocation_failed(&e, Reply::message),
     }
 }
 
@@ -61,7 +61,10 @@ pub async fn admin_revoke(
         }
     };
     let revoked = match (request.token, request.share) {
-        (Some(token), None) => auth.revoke_token(&token).await.map(usize::from),
+        (Some(token), None) => match auth.revoke_token(&token).await {
+            Ok(revoked) => Ok(usize::from(revoked)),
+            Err(e) => return revocation_failed(&e, Reply::message).for_user(who),
+        },
         (None, Some(share)) => {
             let users = auth.users();
             let id = users
@@ -83,6 +86,6 @@ pub async fn admin_revoke(
             "success",
         )
         .for_user(who),
-        Err(e) => store_failed(&e, Reply::message(503, "Token store unavailable")).for_user(who),
+        Err(e) => store_failed(&e, Reply::message(503, STORE_UNAVAILABLE)).for_user(who),
     }
 }

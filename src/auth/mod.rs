@@ -57,6 +57,18 @@ impl BadCredentialsReason {
     }
 }
 
+/// A revocation that did not go as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    /// The token could not be looked up: nothing was revoked.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store could not save it. The token is refused in this process from now on, and the
+    /// write is retried until it succeeds; only a restart before then would bring it back.
+    #[error("revocation enforced in memory, not yet saved: {0}")]
+    NotSaved(StoreError),
+}
+
 impl From<Overloaded> for LoginError {
     fn from(_: Overloaded) -> Self {
         LoginError::Overloaded
@@ -101,6 +113,8 @@ pub struct Grant {
 
 pub struct Authenticator {
     users: ArcSwap<UserDirectory>,
+    /// Subjects whose tokens a users reload had to revoke but could not list (store failing).
+    unrevoked_subjects: std::sync::Mutex<Vec<String>>,
     verifier: PasswordVerifier,
     cache: TokenCache,
     jasypt: Option<JasyptKey>,
@@ -142,6 +156,7 @@ impl Authenticator {
     ) -> Authenticator {
         Authenticator {
             users: ArcSwap::from_pointee(users),
+            unrevoked_subjects: Default::default(),
             verifier,
             cache,
             jasypt,
@@ -300,7 +315,8 @@ impl Authenticator {
         live.sort_by_key(|(hash, r)| (r.issued_at, *hash));
         let excess = live.len() - cap;
         for (hash, _) in live.into_iter().take(excess) {
-            self.revoke(hash, "evicted").await?;
+            // Not saved: held in memory and retried (see `revoke`); the login itself stands.
+            let _ = self.revoke(hash, "evicted").await;
             tracing::info!(target: "authgate::audit", event = "token_evicted", user = subject, token = %hash.short());
         }
         Ok(())
@@ -308,16 +324,66 @@ impl Authenticator {
 
     /// Revoke durably, then forget in the cache, before answering anyone. `reason` labels the
     /// metric (logout, replaced, evicted, revoked, config_reload).
-    pub async fn revoke(&self, hash: TokenHash, reason: &str) -> Result<bool, StoreError> {
-        let existed = self.cache.store().revoke(hash).await?;
-        self.cache.forget(hash).await;
-        if existed {
-            self.metrics
-                .tokens_revoked
-                .with_label_values(&[reason])
-                .inc();
+    ///
+    /// When the store cannot save it, the token is still refused on every path of this process
+    /// at once (held in the cache until `save_held_revocations` gets it written), and the caller
+    /// learns so: never "an error, and the token still works".
+    pub async fn revoke(&self, hash: TokenHash, reason: &str) -> Result<bool, RevokeError> {
+        let counted = self.metrics.tokens_revoked.with_label_values(&[reason]);
+        match self.cache.store().revoke(hash).await {
+            Ok(existed) => {
+                self.cache.forget(hash).await;
+                if existed {
+                    counted.inc();
+                }
+                Ok(existed)
+            }
+            Err(e) => {
+                let held = self.cache.hold_revoked(hash).await;
+                self.metrics.revocations_unsaved.set(held as i64);
+                counted.inc();
+                tracing::error!(
+                    target: "authgate::audit",
+                    event = "revocation_not_saved",
+                    token = %hash.short(),
+                    reason,
+                    error = %e,
+                    "token refused in this process; saving the revocation is retried until it succeeds",
+                );
+                Err(RevokeError::NotSaved(e))
+            }
         }
-        Ok(existed)
+    }
+
+    /// Retry what a failing store could not take: held revocations, then the subjects a users
+    /// reload could not revoke. Stops at the first failure; `Ok` when nothing is left.
+    pub async fn save_held_revocations(&self) -> Result<(), StoreError> {
+        for hash in self.cache.unsaved() {
+            self.cache.store().revoke(hash).await?;
+            let left = self.cache.saved(&hash);
+            self.metrics.revocations_unsaved.set(left as i64);
+            tracing::info!(target: "authgate::audit", event = "revocation_saved", token = %hash.short());
+        }
+        let subjects = std::mem::take(&mut *self.unrevoked_subjects_list());
+        for (i, subject) in subjects.iter().enumerate() {
+            if let Err(e) = self.revoke_subject(subject, "config_reload").await {
+                self.unrevoked_subjects_list()
+                    .extend(subjects[i..].iter().cloned());
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether anything waits for `save_held_revocations`.
+    pub fn has_held_revocations(&self) -> bool {
+        !self.cache.unsaved().is_empty() || !self.unrevoked_subjects_list().is_empty()
+    }
+
+    fn unrevoked_subjects_list(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.unrevoked_subjects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A live GWOS token issued for exactly this app name.
@@ -356,7 +422,7 @@ impl Authenticator {
     }
 
     /// `/api/auth/logout`: revoke a live token of this app; `false` (and nothing revoked) otherwise.
-    pub async fn logout_gwos(&self, token: &str, app_name: &str) -> Result<bool, StoreError> {
+    pub async fn logout_gwos(&self, token: &str, app_name: &str) -> Result<bool, RevokeError> {
         match self.live_gwos_token(token, app_name).await? {
             Some((hash, _)) => self.revoke(hash, "logout").await,
             None => Ok(false),
@@ -422,27 +488,30 @@ impl Authenticator {
                 && device_id.is_some()
                 && r.device_id.as_deref() == device_id
             {
-                self.revoke(old, "replaced").await?;
+                // Not saved: held in memory and retried (see `revoke`); the login itself stands.
+                let _ = self.revoke(old, "replaced").await;
             }
         }
         Ok(token)
     }
 
     /// Revoke one token by its value; `false` when it was unknown.
-    pub async fn revoke_token(&self, token: &str) -> Result<bool, StoreError> {
+    pub async fn revoke_token(&self, token: &str) -> Result<bool, RevokeError> {
         if !plausible_token(token, self.policy.max_token_length) {
             return Ok(false);
         }
         self.revoke(TokenHash::of(token), "revoked").await
     }
 
-    /// Revoke every token of a user or share subject; returns how many.
+    /// Revoke every token of a user or share subject; returns how many. A revocation the store
+    /// cannot save counts: it is held in memory and retried (see `revoke`).
     pub async fn revoke_subject(&self, subject: &str, reason: &str) -> Result<usize, StoreError> {
         let tokens = self.cache.store().tokens_of(subject).await?;
         let mut revoked = 0;
         for (hash, _) in tokens {
-            if self.revoke(hash, reason).await? {
-                revoked += 1;
+            match self.revoke(hash, reason).await {
+                Ok(false) => {}
+                Ok(true) | Err(_) => revoked += 1,
             }
         }
         Ok(revoked)
@@ -469,10 +538,18 @@ impl Authenticator {
                 .cloned(),
         );
         let mut revoked = 0;
+        let mut failed = None;
         for subject in gone {
-            revoked += self.revoke_subject(&subject, "config_reload").await?;
+            match self.revoke_subject(&subject, "config_reload").await {
+                Ok(n) => revoked += n,
+                // Retried by `save_held_revocations` once the store answers again.
+                Err(e) => {
+                    self.unrevoked_subjects_list().push(subject);
+                    failed = Some(e);
+                }
+            }
         }
-        Ok(revoked)
+        failed.map_or(Ok(revoked), Err)
     }
 }
 

@@ -1,25 +1,88 @@
-//! A `TokenStore` decorator that times every operation and counts failures, whatever the backend.
+//! A `TokenStore` decorator, whatever the backend: it times every operation, counts failures by
+//! class, and keeps `StoreHealth` (can the store be written now?) for readiness and recovery.
 
-use super::{StoreError, TokenRecord, TokenStore};
+use super::{Purged, StoreError, TokenRecord, TokenStore};
 use crate::auth::token::TokenHash;
 use crate::metrics::Metrics;
 use async_trait::async_trait;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Whether the store takes writes now, and if not, why. A failed operation marks it failing; only
+/// a successful write (an insert, a revocation, a recovery probe) marks it writable again: a read
+/// that works proves nothing about a full disk.
+#[derive(Default)]
+pub struct StoreHealth {
+    failing: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+impl StoreHealth {
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
+    }
+
+    /// Why it is failing (the last error), for `/readyz`.
+    pub fn problem(&self) -> Option<String> {
+        self.is_failing()
+            .then(|| {
+                self.last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone()
+            })
+            .flatten()
+    }
+
+    fn failed(&self, e: &StoreError) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+        if !self.failing.swap(true, Ordering::AcqRel) {
+            tracing::error!(error = %e, "token store failing: logins and revocations cannot be saved until it recovers");
+        }
+    }
+
+    fn wrote(&self) {
+        if self.failing.swap(false, Ordering::AcqRel) {
+            tracing::info!("token store writable again");
+        }
+    }
+}
 
 pub struct Instrumented {
     inner: Arc<dyn TokenStore>,
     metrics: Arc<Metrics>,
+    health: Arc<StoreHealth>,
+}
+
+/// Whether an operation's success shows that writes work.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Read,
+    Write,
 }
 
 impl Instrumented {
     pub fn new(inner: Arc<dyn TokenStore>, metrics: Arc<Metrics>) -> Instrumented {
-        Instrumented { inner, metrics }
+        metrics.store_writable.set(1);
+        Instrumented {
+            inner,
+            metrics,
+            health: Arc::default(),
+        }
+    }
+
+    pub fn health(&self) -> Arc<StoreHealth> {
+        self.health.clone()
     }
 
     async fn observe<T>(
         &self,
         operation: &str,
+        kind: Kind,
         work: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let timer = self
@@ -29,11 +92,23 @@ impl Instrumented {
             .start_timer();
         let result = work.await;
         timer.observe_duration();
-        if result.is_err() {
-            self.metrics
-                .store_errors
-                .with_label_values(&[operation])
-                .inc();
+        match &result {
+            Err(e) => {
+                self.metrics
+                    .store_errors
+                    .with_label_values(&[operation, e.class()])
+                    .inc();
+                // One record that cannot be decoded is that token's problem, not the store's.
+                if !matches!(e, StoreError::Undecodable(_)) {
+                    self.health.failed(e);
+                    self.metrics.store_writable.set(0);
+                }
+            }
+            Ok(_) if kind == Kind::Write => {
+                self.health.wrote();
+                self.metrics.store_writable.set(1);
+            }
+            Ok(_) => {}
         }
         result
     }
@@ -42,33 +117,50 @@ impl Instrumented {
 #[async_trait]
 impl TokenStore for Instrumented {
     async fn insert(&self, hash: TokenHash, record: TokenRecord) -> Result<(), StoreError> {
-        self.observe("insert", self.inner.insert(hash, record))
+        self.observe("insert", Kind::Write, self.inner.insert(hash, record))
             .await
     }
 
     async fn get(&self, hash: TokenHash) -> Result<Option<TokenRecord>, StoreError> {
-        self.observe("get", self.inner.get(hash)).await
+        self.observe("get", Kind::Read, self.inner.get(hash)).await
     }
 
     async fn revoke(&self, hash: TokenHash) -> Result<bool, StoreError> {
-        self.observe("revoke", self.inner.revoke(hash)).await
+        self.observe("revoke", Kind::Write, self.inner.revoke(hash))
+            .await
     }
 
     async fn touch(&self, hash: TokenHash, last_used: u64) -> Result<(), StoreError> {
-        self.observe("touch", self.inner.touch(hash, last_used))
+        // Not fsynced: its success says little about durable writes.
+        self.observe("touch", Kind::Read, self.inner.touch(hash, last_used))
             .await
     }
 
     async fn tokens_of(&self, subject: &str) -> Result<Vec<(TokenHash, TokenRecord)>, StoreError> {
-        self.observe("tokens_of", self.inner.tokens_of(subject))
+        self.observe("tokens_of", Kind::Read, self.inner.tokens_of(subject))
             .await
     }
 
-    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
-        self.observe("purge", self.inner.purge_expired(now)).await
+    async fn purge_expired(&self, now: u64) -> Result<Purged, StoreError> {
+        let purged = self
+            .observe("purge", Kind::Read, self.inner.purge_expired(now))
+            .await?;
+        self.metrics
+            .store_undecodable
+            .set(purged.undecodable as i64);
+        Ok(purged)
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
-        self.observe("count", self.inner.count()).await
+        self.observe("count", Kind::Read, self.inner.count()).await
+    }
+
+    async fn recover(&self) -> Result<(), StoreError> {
+        self.observe("recover", Kind::Write, self.inner.recover())
+            .await
+    }
+
+    fn close(&self) -> Result<(), StoreError> {
+        self.inner.close()
     }
 }

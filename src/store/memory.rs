@@ -1,6 +1,6 @@
 //! Tokens in process memory: lost on exit. For tests and throwaway runs.
 
-use super::{StoreError, TokenRecord, TokenStore};
+use super::{Purged, StoreError, TokenRecord, TokenStore};
 use crate::auth::token::TokenHash;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -60,11 +60,14 @@ impl TokenStore for MemoryStore {
             .collect())
     }
 
-    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
+    async fn purge_expired(&self, now: u64) -> Result<Purged, StoreError> {
         let mut tokens = self.write();
         let before = tokens.len();
         tokens.retain(|_, r| r.is_live_at(now));
-        Ok(before - tokens.len())
+        Ok(Purged {
+            deleted: before - tokens.len(),
+            undecodable: 0,
+        })
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

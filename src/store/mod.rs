@@ -5,11 +5,14 @@
 
 mod instrumented;
 mod memory;
+mod migrate;
+mod record;
 mod redb;
 
-pub use self::instrumented::Instrumented;
+pub use self::instrumented::{Instrumented, StoreHealth};
 pub use self::memory::MemoryStore;
-pub use self::redb::RedbStore;
+pub use self::record::{decode_record, encode_record, RECORD_FORMAT};
+pub use self::redb::{OnDamage, OpenError, RedbStore};
 
 use crate::auth::token::TokenHash;
 use crate::auth::users::Role;
@@ -59,12 +62,38 @@ impl TokenRecord {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Why the store did not answer. Every variant fails closed: nothing is assumed valid.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    #[error("token store I/O: {0}")]
-    Io(String),
-    #[error("token store record is corrupt: {0}")]
-    Corrupt(String),
+    /// It cannot be read or written now: an I/O error (a full disk, say), or it is closed or
+    /// being reopened. Retrying later may succeed.
+    #[error("token store unavailable: {0}")]
+    Unavailable(String),
+    /// The file is damaged; reopening runs redb's repair.
+    #[error("token store damaged: {0}")]
+    Damaged(String),
+    /// One record cannot be decoded. It is kept (a later version may read it), never deleted.
+    #[error("token record cannot be decoded: {0}")]
+    Undecodable(String),
+}
+
+impl StoreError {
+    /// The metric label of this failure class.
+    pub fn class(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Damaged(_) => "damaged",
+            StoreError::Undecodable(_) => "undecodable",
+        }
+    }
+}
+
+/// What one purge pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    pub deleted: usize,
+    /// Records skipped because they cannot be decoded (kept, and counted in a metric).
+    pub undecodable: usize,
 }
 
 #[async_trait]
@@ -79,10 +108,19 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn touch(&self, hash: TokenHash, last_used: u64) -> Result<(), StoreError>;
     /// Every token of one subject (for the per-user cap and for revoking a share's tokens).
     async fn tokens_of(&self, subject: &str) -> Result<Vec<(TokenHash, TokenRecord)>, StoreError>;
-    /// Delete the records dead at `now`; returns how many.
-    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError>;
+    /// Delete the records dead at `now`. A record that cannot be decoded is skipped, never deleted.
+    async fn purge_expired(&self, now: u64) -> Result<Purged, StoreError>;
     /// Number of records held.
     async fn count(&self) -> Result<u64, StoreError>;
+    /// Bring a failing store back if it can be: reopen it if needed, then prove that a durable
+    /// write succeeds. `Ok` means writes work now.
+    async fn recover(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Close cleanly (blocking; called once, at shutdown). Later calls fail as `Unavailable`.
+    fn close(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The earlier of two optional deadlines (`None` = never).
@@ -146,7 +184,7 @@ pub(crate) mod contract {
         assert_eq!(store.tokens_of("alice").await.unwrap().len(), 1);
 
         // c died at 6_000, a lives until 31_000.
-        assert_eq!(store.purge_expired(20_000).await.unwrap(), 1);
+        assert_eq!(store.purge_expired(20_000).await.unwrap().deleted, 1);
         assert_eq!(store.get(c).await.unwrap(), None);
         assert!(store.tokens_of("bob").await.unwrap().is_empty());
         assert_eq!(store.count().await.unwrap(), 1);
