@@ -350,7 +350,10 @@ impl BackgroundService for StoreRecovery {
                 Err(e) => Err(e),
             };
             wait = match recovered {
-                Ok(()) => self.first_retry,
+                Ok(()) => {
+                    self.health.wrote();
+                    self.first_retry
+                }
                 Err(_) => (wait * 2).min(self.max_retry),
             };
         }

@@ -3,44 +3,11 @@
 
 mod common;
 use common::*;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-type Samples = BTreeMap<String, f64>;
-
-/// Scrape `/metrics` and key every sample as `name{a="x",b="y"}` (labels sorted).
+/// Scrape the gateway's `/metrics`.
 async fn scrape(gw: &Gateway) -> Samples {
-    let resp = http()
-        .get(format!("http://{}/metrics", gw.admin))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/plain; version=0.0.4"));
-    let body = resp.text().await.unwrap();
-    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
-    let mut samples = Samples::new();
-    for s in scrape.samples {
-        let mut labels: Vec<_> = s
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{v}\""))
-            .collect();
-        labels.sort();
-        let key = format!("{}{{{}}}", s.metric, labels.join(","));
-        let value = match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            prometheus_parse::Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
-            prometheus_parse::Value::Summary(_) => continue,
-        };
-        samples.insert(key, value);
-    }
-    samples
+    scrape_metrics(&format!("http://{}/metrics", gw.admin)).await
 }
 
 fn delta(before: &Samples, after: &Samples, key: &str) -> f64 {

@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// Whether the store takes writes now, and if not, why. A failed operation marks it failing; only
 /// a successful write (an insert, a revocation, a recovery probe) marks it writable again: a read
 /// that works proves nothing about a full disk.
-#[derive(Default)]
 pub struct StoreHealth {
     failing: AtomicBool,
     last_error: Mutex<Option<String>>,
+    /// `authgate_store_writable`, kept in step.
+    writable: prometheus::IntGauge,
 }
 
 impl StoreHealth {
@@ -40,12 +41,16 @@ impl StoreHealth {
             .last_error
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+        self.writable.set(0);
         if !self.failing.swap(true, Ordering::AcqRel) {
             tracing::error!(error = %e, "token store failing: logins and revocations cannot be saved until it recovers");
         }
     }
 
-    fn wrote(&self) {
+    /// A durable write succeeded. Also called by the recovery task once it has saved what was
+    /// held in memory.
+    pub fn wrote(&self) {
+        self.writable.set(1);
         if self.failing.swap(false, Ordering::AcqRel) {
             tracing::info!("token store writable again");
         }
@@ -68,10 +73,15 @@ enum Kind {
 impl Instrumented {
     pub fn new(inner: Arc<dyn TokenStore>, metrics: Arc<Metrics>) -> Instrumented {
         metrics.store_writable.set(1);
+        let health = Arc::new(StoreHealth {
+            failing: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            writable: metrics.store_writable.clone(),
+        });
         Instrumented {
             inner,
             metrics,
-            health: Arc::default(),
+            health,
         }
     }
 
@@ -101,13 +111,9 @@ impl Instrumented {
                 // One record that cannot be decoded is that token's problem, not the store's.
                 if !matches!(e, StoreError::Undecodable(_)) {
                     self.health.failed(e);
-                    self.metrics.store_writable.set(0);
                 }
             }
-            Ok(_) if kind == Kind::Write => {
-                self.health.wrote();
-                self.metrics.store_writable.set(1);
-            }
+            Ok(_) if kind == Kind::Write => self.health.wrote(),
             Ok(_) => {}
         }
         result
@@ -156,7 +162,9 @@ impl TokenStore for Instrumented {
     }
 
     async fn recover(&self) -> Result<(), StoreError> {
-        self.observe("recover", Kind::Write, self.inner.recover())
+        // Its probe write alone does not make the store healthy again: the recovery task says so
+        // once the revocations held meanwhile are saved too (no flapping while the disk is full).
+        self.observe("recover", Kind::Read, self.inner.recover())
             .await
     }
 

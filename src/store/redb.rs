@@ -28,8 +28,11 @@ const TOKENS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tokens")
 /// subject → token hashes (for per-user caps and share revocation)
 const BY_SUBJECT: MultimapTableDefinition<&str, &[u8; 32]> =
     MultimapTableDefinition::new("by_subject");
-/// `probe` → the time of the last write-health probe (see `recover`)
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// `probe` → the last write-health probe (see `recover`)
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The probe's size: large enough to need fresh pages, so that it fails on a full disk where a
+/// tiny write into pages the file already has would pass.
+const PROBE_BYTES: usize = 64 * 1024;
 
 pub const FILE_NAME: &str = "tokens.redb";
 
@@ -228,9 +231,10 @@ impl Inner {
         }
         self.with_db(|db| {
             let txn = db.begin_write().map_err(classify)?;
+            let probe = super::now_ms().to_le_bytes().repeat(PROBE_BYTES / 8);
             txn.open_table(META)
                 .map_err(classify)?
-                .insert("probe", super::now_ms())
+                .insert("probe", probe.as_slice())
                 .map_err(classify)?;
             txn.commit().map_err(classify)
         })

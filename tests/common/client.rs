@@ -152,3 +152,37 @@ impl RawConn {
         matches!(self.reader.read(&mut buf), Ok(0))
     }
 }
+
+/// Metric samples keyed `name{a="x",b="y"}` (labels sorted).
+pub type Samples = std::collections::BTreeMap<String, f64>;
+
+/// Scrape a `/metrics` URL with a real exposition parser.
+pub async fn scrape_metrics(url: &str) -> Samples {
+    let resp = http().get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let body = resp.text().await.unwrap();
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let mut samples = Samples::new();
+    for s in scrape.samples {
+        let mut labels: Vec<_> = s
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{v}\""))
+            .collect();
+        labels.sort();
+        let key = format!("{}{{{}}}", s.metric, labels.join(","));
+        let value = match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+            prometheus_parse::Value::Summary(_) => continue,
+        };
+        samples.insert(key, value);
+    }
+    samples
+}

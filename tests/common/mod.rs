@@ -1,6 +1,7 @@
 //! Test harness: the real gateway on free loopback ports, next to a real recording upstream.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod client;
 pub mod raw_upstream;
 pub mod upstream;
@@ -13,6 +14,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)] // only the suites that run the binary use it
+pub use binary::*;
 pub use client::*;
 #[allow(unused_imports)] // only the suites that need the raw bytes use it
 pub use raw_upstream::*;

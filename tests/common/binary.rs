@@ -1,0 +1,176 @@
+//! The real binary, started as an operator would, on free ports with a temporary data directory.
+
+use super::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_authgate");
+
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Start `authgate run` with a config file; stdout+stderr go to a log file.
+    pub fn start(dir: &Path, config_yaml: &str, log_level: &str) -> Proc {
+        Proc::start_in(dir, config_yaml, log_level, None, &[])
+    }
+
+    /// The same, with the data directory `small_disk` on a tmpfs of that many bytes, mounted in
+    /// a mount namespace of the gateway's own (`unshare`: no privilege needed, and the mount
+    /// goes away with the process). `data_view` reaches it from outside.
+    pub fn start_in(
+        dir: &Path,
+        config_yaml: &str,
+        log_level: &str,
+        small_disk: Option<(&Path, u64)>,
+        args: &[&str],
+    ) -> Proc {
+        let config = dir.join("authgate.yaml");
+        std::fs::write(&config, config_yaml).unwrap();
+        let log = dir.join(format!("log-{}.txt", free_port()));
+        let out = std::fs::File::create(&log).unwrap();
+        let mut command = match small_disk {
+            None => Command::new(BIN),
+            Some((data, bytes)) => {
+                std::fs::create_dir_all(data).unwrap();
+                let mut c = Command::new("unshare");
+                c.args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+                    .arg(r#"mount -t tmpfs -o size="$1" tmpfs "$2" && shift 2 && exec "$@""#)
+                    .args(["sh", &bytes.to_string()])
+                    .arg(data)
+                    .arg(BIN);
+                c
+            }
+        };
+        let child = command
+            .args(["run", "--config"])
+            .arg(&config)
+            .args(args)
+            .current_dir(dir)
+            .env("RUST_LOG", log_level)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Proc { child, log }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// A path of the gateway's mount namespace, seen from this one.
+    pub fn view(&self, path: &Path) -> PathBuf {
+        let inside = path.strip_prefix("/").unwrap_or(path);
+        PathBuf::from(format!("/proc/{}/root", self.child.id())).join(inside)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn config_yaml(
+    listen: u16,
+    admin: u16,
+    upstream: std::net::SocketAddr,
+    data: &Path,
+    extra: &str,
+) -> String {
+    format!(
+        "listen: 127.0.0.1:{listen}\nadmin:\n  listen: 127.0.0.1:{admin}\nusers_file: {users}\n\
+         demo_upstream: null\ndefault_upstream: main\nupstreams:\n  main:\n    addresses: [\"{upstream}\"]\n\
+         store:\n  data_dir: {data}\n{extra}",
+        users = users_file().display(),
+        data = data.display(),
+    )
+}
+
+/// A data directory, a recording upstream, and a config for the gateway on a free port.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub upstream: Upstream,
+    pub port: u16,
+    pub admin_port: u16,
+    pub yaml: String,
+    pub base: String,
+}
+
+pub fn setup(extra: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let (port, admin_port) = (free_port(), free_port());
+    let yaml = config_yaml(
+        port,
+        admin_port,
+        upstream.addr,
+        &dir.path().join("data"),
+        extra,
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    Setup {
+        dir,
+        upstream,
+        port,
+        admin_port,
+        yaml,
+        base,
+    }
+}
+
+impl Setup {
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    pub fn start(&self, log_level: &str) -> Proc {
+        self.started(Proc::start(self.dir.path(), &self.yaml, log_level))
+    }
+
+    /// Started with its data directory on a tmpfs of `bytes` (see `Proc::start_in`).
+    pub fn start_on_small_disk(&self, log_level: &str, bytes: u64) -> Proc {
+        let data = self.data_dir();
+        let small = Some((data.as_path(), bytes));
+        self.started(Proc::start_in(
+            self.dir.path(),
+            &self.yaml,
+            log_level,
+            small,
+            &[],
+        ))
+    }
+
+    fn started(&self, proc: Proc) -> Proc {
+        wait_connectable(format!("127.0.0.1:{}", self.port).parse().unwrap());
+        proc
+    }
+}
