@@ -58,6 +58,9 @@ pub struct Config {
     pub public_paths: Vec<String>,
     /// How often the users file is checked for changes (and reloaded when it changed).
     pub users_reload_interval_seconds: u64,
+    /// A reload that would drop more than this share of the users holding live tokens looks like
+    /// a file caught mid-write, and is refused. 1.0 turns the guard off.
+    pub users_reload_max_removed_share: f64,
     pub gwos: GwosConfig,
     pub iogates: IogatesConfig,
     pub cors: CorsConfig,
@@ -289,6 +292,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             users_file: None,
             users_reload_interval_seconds: 5,
+            users_reload_max_removed_share: 0.5,
             demo_upstream: Some(DEMO_UPSTREAM_ADDR.into()),
             upstreams,
             routes: Vec::new(),
@@ -531,6 +535,12 @@ impl Config {
         }
         if self.users_reload_interval_seconds == 0 {
             return Err(invalid("users_reload_interval_seconds", "must be above 0"));
+        }
+        if !(0.0..=1.0).contains(&self.users_reload_max_removed_share) {
+            return Err(invalid(
+                "users_reload_max_removed_share",
+                "must be between 0.0 and 1.0 (1.0 turns the guard off)",
+            ));
         }
         if self.gwos.max_tokens_per_user == Some(0) {
             return Err(invalid(

@@ -17,6 +17,7 @@ pub mod store;
 pub mod target;
 pub mod telemetry;
 pub mod upstream;
+pub mod users_reload;
 
 pub use config::Config;
 pub use server::{build_server, Built};

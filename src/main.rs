@@ -76,6 +76,7 @@ fn run(config: Option<PathBuf>, move_damaged_store: bool) -> anyhow::Result<()> 
         config.store.on_damage = OnDamage::MoveAside;
     }
     authgate::telemetry::init(&config.log);
+    authgate::telemetry::log_panics();
     let started = std::time::Instant::now();
     let built = authgate::build_server(&config).map_err(damaged_store_advice)?;
     tracing::info!(

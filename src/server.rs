@@ -14,6 +14,7 @@ use crate::proxy::headers::{IdentityHeaders, Strip};
 use crate::proxy::{Gateway, GatewaySettings};
 use crate::store::{now_ms, Instrumented, MemoryStore, RedbStore, StoreHealth, TokenStore};
 use crate::upstream::Upstreams;
+use crate::users_reload::UsersReload;
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
 use http::header::{HeaderName, HeaderValue};
@@ -258,6 +259,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
             path: path.clone(),
             auth: auth.clone(),
             every: Duration::from_secs(config.users_reload_interval_seconds),
+            max_removed_share: config.users_reload_max_removed_share,
         };
         server.add_service(background_service("users reload", reload));
     }
@@ -356,84 +358,6 @@ impl BackgroundService for StoreRecovery {
                 }
                 Err(_) => (wait * 2).min(self.max_retry),
             };
-        }
-    }
-}
-
-/// Reloads the users file when its content changes (e.g. a Kubernetes secret update). A file that
-/// no longer parses is refused with an error log, and the previous users stay in force.
-struct UsersReload {
-    path: std::path::PathBuf,
-    auth: Arc<Authenticator>,
-    every: Duration,
-}
-
-impl UsersReload {
-    fn digest(bytes: &[u8]) -> [u8; 32] {
-        use sha2::Digest;
-        sha2::Sha256::digest(bytes).into()
-    }
-
-    async fn reload(&self, text: &str) {
-        match UserDirectory::parse(text) {
-            Ok(directory) => {
-                let (users, shares) = (directory.len(), directory.shares().count());
-                match self.auth.replace_users(directory).await {
-                    Ok(revoked) => tracing::info!(
-                        target: "authgate::audit",
-                        event = "config_reload",
-                        file = %self.path.display(),
-                        users,
-                        shares,
-                        revoked,
-                    ),
-                    Err(e) => {
-                        tracing::error!(error = %e, "users reloaded, but revoking removed subjects failed")
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(file = %self.path.display(), error = %e, "users file not reloaded")
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl BackgroundService for UsersReload {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut last = std::fs::read(&self.path).map(|b| Self::digest(&b)).ok();
-        // Said once when the file goes, once when it comes back: never a line per tick.
-        let mut unreadable = false;
-        let mut ticks = tokio::time::interval(self.every);
-        ticks.tick().await;
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = ticks.tick() => {
-                    let bytes = match tokio::fs::read(&self.path).await {
-                        Ok(bytes) => bytes,
-                        Err(e) => {
-                            if !std::mem::replace(&mut unreadable, true) {
-                                tracing::error!(
-                                    file = %self.path.display(),
-                                    error = %e,
-                                    "users file cannot be read: the users loaded before stay in force",
-                                );
-                            }
-                            continue;
-                        }
-                    };
-                    if std::mem::replace(&mut unreadable, false) {
-                        tracing::info!(file = %self.path.display(), "users file readable again");
-                    }
-                    let digest = Self::digest(&bytes);
-                    if last != Some(digest) {
-                        last = Some(digest);
-                        self.reload(&String::from_utf8_lossy(&bytes)).await;
-                    }
-                }
-            }
         }
     }
 }

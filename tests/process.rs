@@ -524,6 +524,25 @@ async fn no_secret_in_any_log_line_at_trace_level() {
             panic!("secret {secret:?} found in logs: {line}");
         }
     }
+    // Every line is one JSON object, and none names a path of the machine that built the binary
+    // (pingora's lines used to carry `log.file`, a cargo registry path).
+    let build_paths = [
+        env!("CARGO_MANIFEST_DIR"),
+        "/.cargo/",
+        "/registry/src/",
+        "/rustc/",
+    ];
+    for line in logs.lines() {
+        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+        assert!(
+            object.keys().all(|k| !k.starts_with("log.")),
+            "bridge metadata in: {line}"
+        );
+        for path in build_paths {
+            assert!(!line.contains(path), "{path} in: {line}");
+        }
+    }
 }
 
 /// Deleting the users file (a botched secret update) is an ERROR, said once, and changes nothing:
@@ -531,12 +550,7 @@ async fn no_secret_in_any_log_line_at_trace_level() {
 #[tokio::test]
 async fn a_missing_users_file_is_an_error_said_once_and_the_users_stay() {
     let mut s = setup("users_reload_interval_seconds: 1\n");
-    let users = s.dir.path().join("users.yaml");
-    std::fs::write(&users, users_yaml()).unwrap();
-    s.yaml = s.yaml.replace(
-        &users_file().display().to_string(),
-        &users.display().to_string(),
-    );
+    let users = s.editable_users();
     let proc = s.start("info");
     token(&s.base, "admin", ADMIN_PASSWORD, APP).await;
     std::fs::remove_file(&users).unwrap();
@@ -550,4 +564,59 @@ async fn a_missing_users_file_is_an_error_said_once_and_the_users_stay() {
     token(&s.base, "admin", ADMIN_PASSWORD, APP).await;
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(said(&proc), 1, "once, not every tick");
+}
+
+/// Wait until the log says `what` `n` times (the users file is checked every second).
+fn until_logged(proc: &Proc, what: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proc.logs().matches(what).count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "never logged {what:?}: {}",
+            proc.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test]
+async fn a_users_file_caught_mid_write_is_refused_and_the_users_stay() {
+    let mut s = setup("users_reload_interval_seconds: 1\n");
+    let users = s.editable_users();
+    let proc = s.start("info");
+    let full = users_yaml();
+    let mut held = Vec::new();
+    for (user, password) in [
+        ("admin", ADMIN_PASSWORD),
+        ("reader", READER_PASSWORD),
+        ("htuser", BCRYPT_PASSWORD),
+        ("RESTAPIACCESS", RESTAPI_PASSWORD),
+    ] {
+        held.push((user, token(&s.base, user, password, APP).await));
+    }
+    let works = |t: String| {
+        let url = format!("{}/still", s.base);
+        async move { get_with(&url, &t, APP).await.status().as_u16() }
+    };
+
+    // Cut at a user boundary, as an editor saving in place can leave it: it parses, but 3 of the 4
+    // users holding tokens are gone.
+    let cut = &full[..full.find("\n  reader:").unwrap() + 1];
+    std::fs::write(&users, cut).unwrap();
+    until_logged(&proc, "leaves out too many users holding live tokens", 1);
+    // No user at all.
+    std::fs::write(&users, "users: {}\n").unwrap();
+    until_logged(&proc, "users file has no user", 1);
+    for (user, t) in &held {
+        assert_eq!(works(t.clone()).await, 200, "{user} keeps working");
+    }
+
+    // The file as meant, one user removed on purpose: applied, and that user's token ends.
+    let start = full.find("  reader:").unwrap();
+    let end = full.find("  blocked:").unwrap();
+    std::fs::write(&users, format!("{}{}", &full[..start], &full[end..])).unwrap();
+    let reader = held[1].1.clone();
+    until_refused("the reader's token ends", || works(reader.clone())).await;
+    assert_eq!(works(held[0].1.clone()).await, 200);
+    assert!(proc.logs().contains("config_reload"), "{}", proc.logs());
 }

@@ -144,6 +144,17 @@ pub fn setup(extra: &str) -> Setup {
 }
 
 impl Setup {
+    /// Give the gateway a users file of its own (a copy of the shared one) that a test may edit.
+    pub fn editable_users(&mut self) -> PathBuf {
+        let users = self.dir.path().join("users.yaml");
+        std::fs::write(&users, users_yaml()).unwrap();
+        self.yaml = self.yaml.replace(
+            &users_file().display().to_string(),
+            &users.display().to_string(),
+        );
+        users
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
