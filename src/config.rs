@@ -2,7 +2,6 @@
 //!
 //! Everything downstream trusts a `Config` that passed [`Config::validate`]; nothing re-validates.
 
-use crate::store::OnDamage;
 use crate::target::{check_configured_path, PathPolicy};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -95,6 +94,16 @@ pub enum StoreKind {
     Redb,
     /// Process memory: tokens die with the process. For tests and throwaway runs.
     Memory,
+}
+
+/// What to do with a store file that is damaged at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDamage {
+    /// Refuse to start (the default: an operator decides, nothing is thrown away silently).
+    #[default]
+    Refuse,
+    /// Rename the file to `tokens.redb.damaged-<unix seconds>` and start with an empty store.
+    MoveAside,
 }
 
 #[derive(Debug, Clone, Deserialize)]

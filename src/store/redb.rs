@@ -13,6 +13,7 @@ use super::migrate;
 use super::record::{decode_record, encode_record};
 use super::{Purged, StoreError, TokenRecord, TokenStore};
 use crate::auth::token::TokenHash;
+pub use crate::config::OnDamage;
 use async_trait::async_trait;
 use redb::{
     Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable,
@@ -35,16 +36,6 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const PROBE_BYTES: usize = 64 * 1024;
 
 pub const FILE_NAME: &str = "tokens.redb";
-
-/// What to do with a store file that is damaged at start-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnDamage {
-    /// Refuse to start (the default: an operator decides, nothing is thrown away silently).
-    #[default]
-    Refuse,
-    /// Rename the file to `tokens.redb.damaged-<unix seconds>` and start with an empty store.
-    MoveAside,
-}
 
 /// Why the store could not be opened at start-up. Each names the file.
 #[derive(Debug, thiserror::Error)]
