@@ -238,7 +238,7 @@ fn write_previous_release_store(data: &Path, records: &[(&str, String)]) {
 
 #[tokio::test]
 async fn a_store_of_the_previous_release_is_migrated_and_no_record_is_lost() {
-    let setup = setup("  purge_interval_seconds: 1\n");
+    let setup = setup("  purge_interval_seconds: 1\ngwos:\n  max_tokens_per_user: 10\n");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -274,14 +274,16 @@ async fn a_store_of_the_previous_release_is_migrated_and_no_record_is_lost() {
             Some("admin")
         );
     }
-    // The undecodable record fails closed for its own token, and nothing else.
+    // The undecodable record fails closed for its own token, and nothing else: its user still
+    // logs in (the per-user cap reads all of that user's records).
     let resp = get_with(&format!("{}/x", setup.base), "damaged-token", APP).await;
     assert_eq!(resp.status(), 503);
+    token(&setup.base, "admin", ADMIN_PASSWORD, APP).await;
 
     // Purges run every second: the record they cannot decode is counted, and kept.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let metrics = scrape_metrics(&setup.admin_url("/metrics")).await;
     assert_eq!(metrics["authgate_store_undecodable_records{}"], 1.0);
-    assert_eq!(metrics["authgate_tokens_live{}"], 3.0, "no record deleted");
+    assert_eq!(metrics["authgate_tokens_live{}"], 4.0, "no record deleted");
     assert!(!proc.logs().contains("panicked"));
 }

@@ -106,7 +106,8 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn revoke(&self, hash: TokenHash) -> Result<bool, StoreError>;
     /// Record a later use (sliding expiry). Called at a coarse step, never per request.
     async fn touch(&self, hash: TokenHash, last_used: u64) -> Result<(), StoreError>;
-    /// Every token of one subject (for the per-user cap and for revoking a share's tokens).
+    /// Every token of one subject (for the per-user cap and for revoking a share's tokens). A
+    /// record that cannot be decoded is left out (and kept).
     async fn tokens_of(&self, subject: &str) -> Result<Vec<(TokenHash, TokenRecord)>, StoreError>;
     /// Delete the records dead at `now`. A record that cannot be decoded is skipped, never deleted.
     async fn purge_expired(&self, now: u64) -> Result<Purged, StoreError>;

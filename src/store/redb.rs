@@ -334,8 +334,14 @@ impl TokenStore for RedbStore {
             let mut found = Vec::new();
             for hash in by_subject.get(subject.as_str()).map_err(classify)? {
                 let hash = *hash.map_err(classify)?.value();
-                if let Some(v) = tokens.get(&hash).map_err(classify)? {
-                    found.push((TokenHash(hash), decode_record(v.value())?));
+                let Some(v) = tokens.get(&hash).map_err(classify)? else {
+                    continue;
+                };
+                // One record nobody can read must not block its subject's logins and
+                // revocations; its own token already fails closed on `get`.
+                match decode_record(v.value()) {
+                    Ok(record) => found.push((TokenHash(hash), record)),
+                    Err(e) => tracing::warn!(token = %TokenHash(hash).short(), error = %e, "token record skipped"),
                 }
             }
             Ok(found)

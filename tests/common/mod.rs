@@ -157,6 +157,8 @@ pub fn test_config(upstream: SocketAddr) -> Config {
         ..Config::default()
     };
     config.admin.listen = format!("127.0.0.1:{}", free_port());
+    config.shutdown.grace_period_seconds = 0;
+    config.shutdown.graceful_shutdown_timeout_seconds = 1;
     config.store.kind = StoreKind::Memory;
     config.upstreams.clear();
     config.upstreams.insert(
@@ -177,7 +179,9 @@ impl ShutdownSignalWatch for StopTrigger {
         if let Some(rx) = self.0.lock().await.take() {
             let _ = rx.await;
         }
-        ShutdownSignal::FastShutdown
+        // Not FastShutdown: it tears the runtimes down under the listeners, whose accept loops
+        // can then spin for ever (see src/shutdown.rs). The test config's grace is 0.
+        ShutdownSignal::GracefulTerminate
     }
 }
 
