@@ -2,11 +2,10 @@
 //!
 //! Run: `cargo bench --bench cache_memory` (prints RSS before and after; target ≤ 300 MB).
 
-use authgate::auth::token::{new_gwos_token, TokenHash};
-use authgate::auth::users::Role;
 use authgate::cache::TokenCache;
 use authgate::metrics::Metrics;
 use authgate::store::{now_ms, MemoryStore, TokenKind, TokenRecord};
+use authgate::token::{new_gwos_token, TokenHash};
 use std::sync::Arc;
 // The allocator of the authgate binary: resident memory depends on it.
 #[global_allocator]
@@ -38,7 +37,7 @@ fn main() {
             let record = TokenRecord {
                 kind: TokenKind::Gwos,
                 subject: format!("user-{}", i % 1000),
-                role: Role::Admin,
+                role: "admin".into(),
                 app_name: "monitoring-app".into(),
                 device_id: None,
                 issued_at: now,

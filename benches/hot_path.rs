@@ -4,8 +4,7 @@
 //! absolute times on a shared machine are noise.
 
 use authgate::auth::password::PasswordVerifier;
-use authgate::auth::token::{new_gwos_token, TokenHash};
-use authgate::auth::users::{Role, UserDirectory};
+use authgate::auth::users::UserDirectory;
 use authgate::auth::{Authenticator, CredentialSource, Credentials, TokenPolicy};
 use authgate::cache::TokenCache;
 use authgate::config::Config;
@@ -14,6 +13,7 @@ use authgate::proxy::headers::credentials;
 use authgate::proxy::route::Route;
 use authgate::store::{now_ms, RedbStore, TokenKind, TokenRecord, TokenStore};
 use authgate::target::{PathPolicy, RequestTarget};
+use authgate::token::{new_gwos_token, TokenHash};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use pingora::http::RequestHeader;
 use std::collections::HashMap;
@@ -25,7 +25,7 @@ fn record() -> TokenRecord {
     TokenRecord {
         kind: TokenKind::Gwos,
         subject: "admin".into(),
-        role: Role::Admin,
+        role: "admin".into(),
         app_name: "bench".into(),
         device_id: None,
         issued_at: now,

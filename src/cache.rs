@@ -6,9 +6,9 @@
 //! - a revocation the store could not save is held here, and refused on every path, until the
 //!   write succeeds.
 
-use crate::auth::token::TokenHash;
 use crate::metrics::Metrics;
 use crate::store::{earliest, StoreError, TokenKind, TokenRecord, TokenStore};
+use crate::token::TokenHash;
 use moka::future::Cache;
 use std::collections::HashSet;
 use std::num::NonZeroU64;

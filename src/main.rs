@@ -1,6 +1,6 @@
 use anyhow::Context;
 use authgate::config::Config;
-use authgate::shutdown::Shutdown;
+use authgate::server::shutdown::Shutdown;
 use authgate::store::{OnDamage, OpenError};
 use clap::{Parser, Subcommand};
 use pingora::server::RunArgs;

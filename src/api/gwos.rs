@@ -3,7 +3,7 @@
 use super::form::Params;
 use super::{retry_later, revocation_failed, store_failed, Outcome, STORE_UNAVAILABLE};
 use crate::auth::{Authenticator, LoginError};
-use crate::proxy::reply::Reply;
+use crate::reply::Reply;
 use crate::store::StoreError;
 use serde::{Deserialize, Serialize};
 

@@ -5,7 +5,7 @@ use super::form::Params;
 use super::{retry_later, store_failed, Outcome};
 use crate::auth::users::{Status, User};
 use crate::auth::{Authenticator, Grant, LoginError};
-use crate::proxy::reply::Reply;
+use crate::reply::Reply;
 use serde::Serialize;
 use serde_json::Value;
 

@@ -6,7 +6,7 @@ pub mod iogates;
 pub mod revocation;
 
 use crate::auth::RevokeError;
-use crate::proxy::reply::Reply;
+use crate::reply::Reply;
 use crate::store::StoreError;
 use http::header::{HeaderValue, RETRY_AFTER};
 

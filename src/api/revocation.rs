@@ -4,7 +4,7 @@
 use super::{revocation_failed, store_failed, Outcome, STORE_UNAVAILABLE};
 use crate::auth::shares::share_subject;
 use crate::auth::{Authenticator, Credentials, Denial};
-use crate::proxy::reply::Reply;
+use crate::reply::Reply;
 use serde::Deserialize;
 
 /// `DELETE /api/authtoken`: revoke the token this request carries (in any accepted header).

@@ -2,12 +2,12 @@
 //! do this (role, app name, share scope).
 
 use super::shares::Share;
-use super::token::TokenHash;
 use super::users::{Role, User};
 use super::{ct_eq, plausible_token, Authenticator};
 use crate::cache::{CachedToken, Lookup};
 use crate::store::{now_ms, TokenKind};
 use crate::target::has_prefix;
+use crate::token::TokenHash;
 use http::Method;
 use std::sync::Arc;
 

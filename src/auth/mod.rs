@@ -5,7 +5,6 @@ pub mod access;
 pub mod jasypt;
 pub mod password;
 pub mod shares;
-pub mod token;
 pub mod users;
 
 pub use access::{CredentialSource, Credentials, Denial, Principal};
@@ -14,6 +13,7 @@ use crate::cache::{CachedToken, Lookup, TokenCache};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::{earliest, now_ms, StoreError, TokenKind, TokenRecord};
+use crate::token::{self, TokenHash};
 use arc_swap::ArcSwap;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -23,7 +23,6 @@ use password::{Overloaded, PasswordVerifier};
 use shares::Share;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
-use token::TokenHash;
 use users::{Status, User, UserDirectory};
 
 /// Why a login failed. Every credential problem is the same `BadCredentials` to the client.
@@ -274,7 +273,7 @@ impl Authenticator {
         let record = TokenRecord {
             kind: TokenKind::Gwos,
             subject: user.name.clone(),
-            role: user.role,
+            role: user.role.as_str().into(),
             app_name: app_name.to_string(),
             device_id: None,
             issued_at: now,
@@ -467,7 +466,7 @@ impl Authenticator {
         let record = TokenRecord {
             kind: TokenKind::Iogates,
             subject: subject.clone(),
-            role: grant.account.role,
+            role: grant.account.role.as_str().into(),
             app_name: String::new(),
             device_id: device_id.map(String::from),
             issued_at: now,

@@ -2,8 +2,9 @@
 
 pub mod body;
 pub mod headers;
-pub mod reply;
+pub mod respond;
 pub mod route;
+pub mod upstream;
 
 use crate::api::form::Params;
 use crate::api::gwos::{GwosApi, LOGIN_BAD_REQUEST, TOKEN_BAD_REQUEST};
@@ -11,8 +12,9 @@ use crate::api::{iogates, revocation, Outcome};
 use crate::auth::{Authenticator, Denial, Principal};
 use crate::forwarded::{client_address, TrustedProxies};
 use crate::metrics::status_class;
+use crate::proxy::upstream::Upstreams;
+use crate::reply::Reply;
 use crate::target::{has_prefix, PathPolicy, RequestTarget, TargetError, TargetForm};
-use crate::upstream::Upstreams;
 use async_trait::async_trait;
 use body::BodyError;
 use headers::IdentityHeaders;
@@ -20,7 +22,6 @@ use http::header::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use reply::Reply;
 use route::Route;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -291,7 +292,7 @@ impl ProxyHttp for Gateway {
                 ctx.route = Route::BadTarget;
                 ctx.result = Some(refused.as_str());
                 let reply = Reply::text(400, format!("Bad Request: {refused}"));
-                reply.write(session, &self.reply_extra(ctx)).await?;
+                respond::write(reply, session, &self.reply_extra(ctx)).await?;
                 return Ok(true);
             }
         };
@@ -340,7 +341,7 @@ impl ProxyHttp for Gateway {
                 outcome.reply
             }
         };
-        reply.write(session, &self.reply_extra(ctx)).await?;
+        respond::write(reply, session, &self.reply_extra(ctx)).await?;
         Ok(true)
     }
 
@@ -495,7 +496,7 @@ impl ProxyHttp for Gateway {
                 _ => "Internal Server Error",
             };
             let reply = Reply::text(code, text);
-            if let Err(write_error) = reply.write(session, &self.reply_extra(ctx)).await {
+            if let Err(write_error) = respond::write(reply, session, &self.reply_extra(ctx)).await {
                 tracing::debug!(error = %write_error, "could not send the error response");
             }
         }

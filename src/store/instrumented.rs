@@ -2,8 +2,8 @@
 //! class, and keeps `StoreHealth` (can the store be written now?) for readiness and recovery.
 
 use super::{Purged, StoreError, TokenRecord, TokenStore};
-use crate::auth::token::TokenHash;
 use crate::metrics::Metrics;
+use crate::token::TokenHash;
 use async_trait::async_trait;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

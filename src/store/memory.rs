@@ -1,7 +1,7 @@
 //! Tokens in process memory: lost on exit. For tests and throwaway runs.
 
 use super::{Purged, StoreError, TokenRecord, TokenStore};
-use crate::auth::token::TokenHash;
+use crate::token::TokenHash;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::RwLock;

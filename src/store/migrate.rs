@@ -77,8 +77,8 @@ pub fn upgrade_if_needed(path: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::token::TokenHash;
     use crate::store::{OnDamage, RedbStore, TokenStore};
+    use crate::token::TokenHash;
 
     /// A store as authgate wrote it before redb 4: redb 2 (file format v2), unversioned records.
     pub fn write_v2_store(dir: &Path, tokens: &[(&str, &str)]) {

@@ -14,8 +14,7 @@ pub use self::memory::MemoryStore;
 pub use self::record::{decode_record, encode_record, RECORD_FORMAT};
 pub use self::redb::{OnDamage, OpenError, RedbStore};
 
-use crate::auth::token::TokenHash;
-use crate::auth::users::Role;
+use crate::token::TokenHash;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +31,9 @@ pub struct TokenRecord {
     pub kind: TokenKind,
     /// The user name (or, for share tokens, the share id).
     pub subject: String,
-    pub role: Role,
+    /// The role at issue time (`admin`, `reader`). Never read: every decision takes the role from
+    /// the users file as it is now. Still written, because earlier releases require the field.
+    pub role: String,
     /// The GWOS app name the token is bound to (empty for ioGates tokens).
     pub app_name: String,
     pub device_id: Option<String>,
@@ -147,7 +148,7 @@ pub(crate) mod contract {
         TokenRecord {
             kind: TokenKind::Gwos,
             subject: subject.into(),
-            role: Role::Admin,
+            role: "admin".into(),
             app_name: "app".into(),
             device_id: None,
             issued_at: last_used,

@@ -12,8 +12,8 @@
 use super::migrate;
 use super::record::{decode_record, encode_record};
 use super::{Purged, StoreError, TokenRecord, TokenStore};
-use crate::auth::token::TokenHash;
 pub use crate::config::OnDamage;
+use crate::token::TokenHash;
 use async_trait::async_trait;
 use redb::{
     Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable,

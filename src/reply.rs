@@ -1,10 +1,9 @@
-//! Responses the gateway writes itself, and the one place where denials become status codes.
+//! Responses the gateway writes itself (status, headers, exact body), and the one place where
+//! denials become status codes. No pingora type: `proxy::respond` writes a `Reply` to a session.
 
 use crate::auth::{CredentialSource, Denial};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
-use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
 
 pub const TEXT: &str = "text/plain; charset=utf-8";
 pub const JSON: &str = "application/json";
@@ -105,29 +104,6 @@ impl Reply {
             ),
         };
         reply.no_store()
-    }
-
-    /// Write it with Content-Length, so the connection stays usable (never `respond_error`).
-    pub async fn write(
-        self,
-        session: &mut Session,
-        extra: &[(HeaderName, HeaderValue)],
-    ) -> pingora::Result<()> {
-        let mut header =
-            ResponseHeader::build(self.status, Some(4 + self.headers.len() + extra.len()))?;
-        header.insert_header(http::header::CONTENT_TYPE, self.content_type)?;
-        header.set_content_length(self.body.len())?;
-        for (name, value) in self.headers.into_iter().chain(extra.iter().cloned()) {
-            header.append_header(name, value)?;
-        }
-        let head_only = session.req_header().method == http::Method::HEAD || self.body.is_empty();
-        session
-            .write_response_header(Box::new(header), head_only)
-            .await?;
-        if !head_only {
-            session.write_response_body(Some(self.body), true).await?;
-        }
-        Ok(())
     }
 }
 

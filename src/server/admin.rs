@@ -1,8 +1,8 @@
 //! The admin listener (own port): `/metrics`, `/healthz`, `/readyz`. Nothing else is served.
 
 use crate::auth::Authenticator;
+use crate::proxy::upstream::Upstreams;
 use crate::store::StoreHealth;
-use crate::upstream::Upstreams;
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;

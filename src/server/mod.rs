@@ -1,22 +1,27 @@
-//! Wiring: from a validated `Config` to a pingora `Server` with all its services.
+//! Wiring: from a validated `Config` to a pingora `Server` with all its services, and the
+//! server-side services themselves (admin port, demo upstream, users reload, shutdown).
 
-use crate::admin::AdminApp;
+pub mod admin;
+pub mod demo;
+pub mod shutdown;
+pub mod users_reload;
+
 use crate::auth::jasypt::JasyptKey;
 use crate::auth::password::PasswordVerifier;
 use crate::auth::users::UserDirectory;
 use crate::auth::{Authenticator, TokenPolicy};
 use crate::cache::TokenCache;
 use crate::config::{Config, StoreKind};
-use crate::demo::DemoUpstream;
 use crate::forwarded::TrustedProxies;
 use crate::metrics::Metrics;
 use crate::proxy::headers::{IdentityHeaders, Strip};
+use crate::proxy::upstream::Upstreams;
 use crate::proxy::{Gateway, GatewaySettings};
 use crate::store::{now_ms, Instrumented, MemoryStore, RedbStore, StoreHealth, TokenStore};
-use crate::upstream::Upstreams;
-use crate::users_reload::UsersReload;
+use admin::AdminApp;
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
+use demo::DemoUpstream;
 use http::header::{HeaderName, HeaderValue};
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::ServerConf;
@@ -26,6 +31,7 @@ use pingora::services::listening::Service;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
+use users_reload::UsersReload;
 
 /// Environment variable holding GroundWork's `jasypt.mainkey` value, as in `foundation.properties`.
 pub const JASYPT_MAINKEY_ENV: &str = "AUTHGATE_JASYPT_MAINKEY";
