@@ -83,8 +83,10 @@ struct Job {
 /// it has 1.5% of a proxy thread's weight, so a login flood slows logins down, not proxying
 /// (measured: nice 10 let proxied p99 grow 2.7x during a flood, nice 19 1.7-1.9x). Idle CPU is
 /// still all theirs.
+#[cfg(target_os = "linux")]
 const PASSWORD_THREAD_NICE: libc::c_int = 19;
 
+#[cfg(target_os = "linux")]
 fn lower_this_threads_priority() {
     // On Linux the nice value is per thread; `who` = this thread's id.
     // SAFETY: plain syscalls on the calling thread, no memory is shared with them.
@@ -96,6 +98,11 @@ fn lower_this_threads_priority() {
         tracing::warn!("could not lower the priority of a password thread");
     }
 }
+
+/// Elsewhere (macOS, for development) a nice value would apply to the whole process: the
+/// verification threads keep the default priority there.
+#[cfg(not(target_os = "linux"))]
+fn lower_this_threads_priority() {}
 
 /// Verifies passwords on its own small pool of low-priority threads, at most `max_concurrent` at
 /// once and at most `max_waiting` queued, so that a login flood cannot starve proxying.
