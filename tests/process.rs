@@ -620,3 +620,24 @@ async fn a_users_file_caught_mid_write_is_refused_and_the_users_stay() {
     assert_eq!(works(held[0].1.clone()).await, 200);
     assert!(proc.logs().contains("config_reload"), "{}", proc.logs());
 }
+
+/// A port already taken stops start-up at once, naming the key: pingora alone would retry the
+/// bind for ever while `/healthz` answered, and whatever held the port got the traffic.
+#[test]
+fn a_taken_port_stops_start_up_naming_the_key() {
+    let s = setup("");
+    let holder = std::net::TcpListener::bind(("127.0.0.1", s.admin_port)).unwrap();
+    let mut proc = Proc::start(s.dir.path(), &s.yaml, "info");
+    let status = proc
+        .wait_exit(Duration::from_secs(10))
+        .expect("exited instead of waiting for the port");
+    assert_eq!(status.code(), Some(2));
+    let logs = proc.logs();
+    let expected = format!("admin.listen: cannot listen on 127.0.0.1:{}", s.admin_port);
+    assert!(logs.contains(&expected), "{logs}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", s.port)).is_err(),
+        "nothing listens"
+    );
+    drop(holder);
+}

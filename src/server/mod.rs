@@ -148,8 +148,29 @@ fn header_name(value: &str) -> HeaderName {
     HeaderName::from_bytes(value.as_bytes()).expect("validated by Config::validate")
 }
 
+/// Every address authgate will listen on must be free now. pingora binds later, in its services,
+/// and retries a taken port for ever while the rest of the process (and `/healthz`) carries on;
+/// whatever holds the port meanwhile gets the traffic. So a taken port stops start-up here, with
+/// the key named. (A port taken in the instant between this check and pingora's bind still
+/// falls to pingora's behaviour.)
+fn check_listen_addresses(config: &Config) -> anyhow::Result<()> {
+    let mut addresses = vec![
+        ("listen", &config.listen),
+        ("admin.listen", &config.admin.listen),
+    ];
+    if let Some(demo) = &config.demo_upstream {
+        addresses.push(("demo_upstream", demo));
+    }
+    for (key, address) in addresses {
+        std::net::TcpListener::bind(address.as_str())
+            .map_err(|e| anyhow!("{key}: cannot listen on {address}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Build the whole server. The config must have passed `Config::validate`.
 pub fn build_server(config: &Config) -> anyhow::Result<Built> {
+    check_listen_addresses(config)?;
     let users = match &config.users_file {
         Some(path) => UserDirectory::load(path).map_err(|e| anyhow!("users_file: {e}"))?,
         None => {

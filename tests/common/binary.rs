@@ -180,8 +180,17 @@ impl Setup {
         ))
     }
 
-    fn started(&self, proc: Proc) -> Proc {
+    /// Connectable, and by this process: a gateway that could not bind its port exits at once.
+    fn started(&self, mut proc: Proc) -> Proc {
         wait_connectable(format!("127.0.0.1:{}", self.port).parse().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !proc.logs().contains("authgate starting") {
+            if let Some(status) = proc.child.try_wait().unwrap() {
+                panic!("the gateway exited ({status}): {}", proc.logs());
+            }
+            assert!(Instant::now() < deadline, "never started: {}", proc.logs());
+            std::thread::sleep(Duration::from_millis(10));
+        }
         proc
     }
 }

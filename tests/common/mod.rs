@@ -33,12 +33,28 @@ pub const IOGATES_PASSWORD: &str = "iogates-secret-pw";
 pub const SHARE_URL: &str =
     "http://127.0.0.1/show/16/5989522a1b0a6/d5239e67c69a3ef76a807ae25ebf750b/dir/272/272/0/0/0";
 
+/// A port for a server a test starts. pingora cannot take a bound listener, nor tell which port
+/// it got for port 0, so a port is picked and probed, then left for the server to bind:
+/// - from 20000–32767, below Linux's ephemeral range (32768–60999), so no client socket of this
+///   machine is given it meanwhile (the kernel's own port-0 picks come from that range too);
+/// - never the same twice in one test process, and from a random start, so that two suites
+///   running at once rarely meet;
+/// - and a server that still finds it taken refuses to start (`build_server` checks every listen
+///   address), so a collision fails the test loudly instead of reaching someone else's server.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use rand::Rng;
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    const LOW: u16 = 20_000;
+    const HIGH: u16 = 32_767;
+    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let given = GIVEN.get_or_init(Mutex::default);
+    loop {
+        let port = rand::rng().random_range(LOW..=HIGH);
+        if given.lock().unwrap().insert(port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn wait_connectable(addr: SocketAddr) {
