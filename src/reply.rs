@@ -1,9 +1,165 @@
 //! Responses the gateway writes itself (status, headers, exact body), and the one place where
-//! denials become status codes. No pingora type: `proxy::respond` writes a `Reply` to a session.
+//! failures and denials become statuses, headers, metric labels and log levels. No pingora
+//! type: `proxy::respond` writes a `Reply` to a session.
+//!
+//! - `Failure`: the gateway could not do what was asked, for a reason of its own (a body it cannot
+//!   read, a store or an upstream that does not answer). One row per class.
+//! - `Denial` (`Reply::denial`): a forwarded request refused for its credentials, answered in the
+//!   dialect of the header the token came in, as each protocol's clients expect.
+//! - The wire contracts' own answers (bad credentials, unknown token, the spec's exact bodies)
+//!   stay with the contracts in `api`.
 
 use crate::auth::{CredentialSource, Denial};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
+use tracing::Level;
+
+/// How an endpoint writes its answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// GWOS: `text/plain`, the exact text.
+    Text,
+    /// ioGates: `{"message": …}`.
+    Json,
+}
+
+/// Every class of failure that is the gateway's, not a protocol's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The request cannot be read as sent: a malformed body or form, a refused target.
+    BadRequest,
+    /// A body over the configured limit.
+    TooLarge,
+    /// Too many logins already waiting for a password check (the login rate bound).
+    Overloaded,
+    /// The token store cannot be read or written: nothing was done.
+    StoreUnavailable,
+    /// A revocation enforced in memory that the store could not save yet.
+    RevocationNotSaved,
+    /// The upstream could not be reached, or broke off.
+    UpstreamDown,
+    /// The upstream did not answer in time.
+    UpstreamTimeout,
+    /// An error with no better class (a bug).
+    Internal,
+}
+
+/// One row of the map.
+struct Row {
+    status: u16,
+    /// The `result` of access and audit logs and of `authgate_logins_total`.
+    label: &'static str,
+    /// Whether the client may retry in a second (`Retry-After: 1`).
+    retry: bool,
+    level: Level,
+    text: &'static str,
+}
+
+impl Failure {
+    const fn row(self) -> Row {
+        let (status, label, retry, level, text) = match self {
+            Failure::BadRequest => (400, "bad_request", false, Level::DEBUG, "Bad Request"),
+            Failure::TooLarge => (
+                413,
+                "too_large",
+                false,
+                Level::DEBUG,
+                "Request body too large",
+            ),
+            Failure::Overloaded => (
+                503,
+                "overloaded",
+                true,
+                Level::WARN,
+                "Too many logins in progress, retry shortly",
+            ),
+            Failure::StoreUnavailable => (
+                503,
+                "store_error",
+                true,
+                Level::ERROR,
+                "Token store unavailable",
+            ),
+            Failure::RevocationNotSaved => (
+                503,
+                "not_saved",
+                true,
+                Level::ERROR,
+                "Token revoked on this gateway, but not yet saved: token store unavailable",
+            ),
+            Failure::UpstreamDown => (
+                502,
+                "upstream_down",
+                false,
+                Level::WARN,
+                "Bad Gateway: upstream unavailable",
+            ),
+            Failure::UpstreamTimeout => (
+                504,
+                "upstream_timeout",
+                false,
+                Level::WARN,
+                "Gateway Timeout: upstream too slow",
+            ),
+            Failure::Internal => (
+                500,
+                "internal",
+                false,
+                Level::ERROR,
+                "Internal Server Error",
+            ),
+        };
+        Row {
+            status,
+            label,
+            retry,
+            level,
+            text,
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        self.row().status
+    }
+
+    pub fn label(self) -> &'static str {
+        self.row().label
+    }
+
+    /// The standard text of this failure.
+    pub fn text(self) -> &'static str {
+        self.row().text
+    }
+
+    pub fn reply(self, format: Format) -> Reply {
+        self.reply_saying(format, self.text())
+    }
+
+    /// With a body of the endpoint's own (a contract's exact text).
+    pub fn reply_saying(self, format: Format, body: &str) -> Reply {
+        let row = self.row();
+        let reply = match format {
+            Format::Text => Reply::text(row.status, body.to_string()),
+            Format::Json => Reply::message(row.status, body),
+        };
+        if row.retry {
+            reply.with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1"))
+        } else {
+            reply
+        }
+    }
+
+    /// Log its cause at this failure's level.
+    pub fn log(self, cause: &dyn std::fmt::Display) {
+        let (label, level) = (self.label(), self.row().level);
+        match level {
+            Level::ERROR => tracing::error!(failure = label, cause = %cause),
+            Level::WARN => tracing::warn!(failure = label, cause = %cause),
+            Level::INFO => tracing::info!(failure = label, cause = %cause),
+            _ => tracing::debug!(failure = label, cause = %cause),
+        }
+    }
+}
 
 pub const TEXT: &str = "text/plain; charset=utf-8";
 pub const JSON: &str = "application/json";
@@ -72,8 +228,7 @@ impl Reply {
     pub fn denial(denial: Denial, source: CredentialSource, wants_json: bool) -> Reply {
         let reply = match (source, denial) {
             (_, Denial::OutOfScope) => Reply::message(403, "Not allowed by this share"),
-            (_, Denial::Unavailable) => Reply::text(503, "Token store unavailable")
-                .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1")),
+            (_, Denial::Unavailable) => Failure::StoreUnavailable.reply(Format::Text),
             (CredentialSource::Gwos, denial) => {
                 let (status, reason, text) = match denial {
                     Denial::MissingAppName => (400, "Bad Request", "Missing GWOS-APP-NAME"),
@@ -110,6 +265,28 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_answer_by_their_row_in_either_dialect() {
+        let r = Failure::StoreUnavailable.reply(Format::Json);
+        assert_eq!(r.status, 503);
+        assert_eq!(
+            r.body,
+            Bytes::from_static(br#"{"message":"Token store unavailable"}"#)
+        );
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| k == http::header::RETRY_AFTER && v == "1"));
+        let r = Failure::BadRequest.reply_saying(Format::Text, "Invalid gwos-api-token");
+        assert_eq!((r.status, r.content_type), (400, TEXT));
+        assert!(
+            r.headers.is_empty(),
+            "no Retry-After for the client's own mistake"
+        );
+        assert_eq!(Failure::UpstreamTimeout.status(), 504);
+        assert_eq!(Failure::UpstreamDown.status(), 502);
+    }
 
     #[test]
     fn denials_follow_the_gwos_contract() {

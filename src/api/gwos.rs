@@ -1,9 +1,9 @@
 //! GWOS auth endpoints (`../shared/spec/gwos.md` §1 and §5): exact statuses and text bodies.
 
 use super::form::Params;
-use super::{retry_later, revocation_failed, store_failed, Outcome, STORE_UNAVAILABLE};
+use super::{revocation_failed, store_failed, Outcome};
 use crate::auth::{Authenticator, LoginError};
-use crate::reply::Reply;
+use crate::reply::{Failure, Format, Reply};
 use crate::store::StoreError;
 use serde::{Deserialize, Serialize};
 
@@ -18,13 +18,14 @@ const APP_NAME: &[&str] = &["gwos-app-name", "gwos_app_name"];
 const API_TOKEN: &[&str] = &["gwos-api-token", "gwos_api_token"];
 
 fn store_unavailable(e: &StoreError) -> Outcome {
-    store_failed(e, Reply::text(503, STORE_UNAVAILABLE))
+    store_failed(e, Format::Text)
 }
 
 fn overloaded() -> Outcome {
-    retry_later(
-        Reply::text(503, "Too many logins in progress, retry shortly"),
-        "overloaded",
+    Outcome::failed(
+        Failure::Overloaded,
+        Format::Text,
+        &"password verification queue full",
     )
 }
 
@@ -84,7 +85,7 @@ impl GwosApi<'_> {
     /// `POST /api/auth/login` — `user`, `password`, `gwos-app-name`.
     pub async fn login(&self, params: &Params) -> Outcome {
         let Some(values) = required(params, &[USER, PASSWORD, APP_NAME]) else {
-            return Outcome::new(Reply::text(400, LOGIN_BAD_REQUEST), "bad_request");
+            return Outcome::bad_request(Format::Text, LOGIN_BAD_REQUEST);
         };
         let (user, password, app_name) = (values[0], values[1], values[2]);
         match self
@@ -116,10 +117,10 @@ impl GwosApi<'_> {
         }
         let request = serde_json::from_slice::<Request>(body).ok();
         let (Some(request), Some(app_name)) = (request, app_name) else {
-            return Outcome::new(Reply::text(400, LOGIN_BAD_REQUEST), "bad_request");
+            return Outcome::bad_request(Format::Text, LOGIN_BAD_REQUEST);
         };
         if request.name.is_empty() || request.password.is_empty() {
-            return Outcome::new(Reply::text(400, LOGIN_BAD_REQUEST), "bad_request");
+            return Outcome::bad_request(Format::Text, LOGIN_BAD_REQUEST);
         }
         match self
             .login_core(Dialect::Gw8, &request.name, &request.password, app_name)
@@ -148,19 +149,19 @@ impl GwosApi<'_> {
     /// `POST /api/auth/logout` — `gwos-api-token`, `gwos-app-name`.
     pub async fn logout(&self, params: &Params) -> Outcome {
         let Some(values) = required(params, &[API_TOKEN, APP_NAME]) else {
-            return Outcome::new(Reply::text(400, TOKEN_BAD_REQUEST), "bad_request");
+            return Outcome::bad_request(Format::Text, TOKEN_BAD_REQUEST);
         };
         match self.auth.logout_gwos(values[0], values[1]).await {
             Ok(true) => Outcome::new(Reply::text(200, "true"), "success"),
             Ok(false) => Outcome::new(Reply::text(404, LOGOUT_UNKNOWN), "unknown_token"),
-            Err(e) => revocation_failed(&e, |status, body| Reply::text(status, body.to_string())),
+            Err(e) => revocation_failed(&e, Format::Text),
         }
     }
 
     /// `POST /api/auth/validatetoken` — `gwos-api-token`, `gwos-app-name`.
     pub async fn validate(&self, params: &Params) -> Outcome {
         let Some(values) = required(params, &[API_TOKEN, APP_NAME]) else {
-            return Outcome::new(Reply::text(400, TOKEN_BAD_REQUEST), "bad_request");
+            return Outcome::bad_request(Format::Text, TOKEN_BAD_REQUEST);
         };
         match self.auth.validate_gwos(values[0], values[1]).await {
             Ok(true) => Outcome::new(Reply::text(200, "true").no_store(), "valid"),

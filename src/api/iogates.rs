@@ -2,10 +2,10 @@
 //! form body, answering the token and the account's profile as JSON.
 
 use super::form::Params;
-use super::{retry_later, store_failed, Outcome};
+use super::{store_failed, Outcome};
 use crate::auth::users::{Status, User};
 use crate::auth::{Authenticator, Grant, LoginError};
-use crate::reply::Reply;
+use crate::reply::{Failure, Format, Reply};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -143,14 +143,14 @@ fn answer(token: &str, account: &User, share_id: Option<&str>) -> Reply {
 }
 
 fn store_unavailable(e: &crate::store::StoreError) -> Outcome {
-    store_failed(e, Reply::message(503, super::STORE_UNAVAILABLE))
+    store_failed(e, Format::Json)
 }
 
 /// `POST /api/authtoken`.
 pub async fn authtoken(auth: &Authenticator, body: &[u8], content_type: Option<&str>) -> Outcome {
     let request = match AuthTokenRequest::parse(body, content_type) {
         Ok(r) => r,
-        Err(message) => return Outcome::new(Reply::message(400, &message), "bad_request"),
+        Err(message) => return Outcome::bad_request(Format::Json, &message),
     };
     let (grant, who) = match &request.method {
         Method::ShareUrl(url) => match auth.share_grant(url) {
@@ -177,9 +177,10 @@ pub async fn authtoken(auth: &Authenticator, body: &[u8], content_type: Option<&
                     return Outcome::new(reply, reason.as_str()).for_user(username.clone());
                 }
                 Err(LoginError::Overloaded) => {
-                    return retry_later(
-                        Reply::message(503, "Too many logins in progress, retry shortly"),
-                        "overloaded",
+                    return Outcome::failed(
+                        Failure::Overloaded,
+                        Format::Json,
+                        &"password verification queue full",
                     )
                 }
                 Err(LoginError::Store(e)) => return store_unavailable(&e),

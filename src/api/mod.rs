@@ -6,9 +6,8 @@ pub mod iogates;
 pub mod revocation;
 
 use crate::auth::RevokeError;
-use crate::reply::Reply;
+use crate::reply::{Failure, Format, Reply};
 use crate::store::StoreError;
-use http::header::{HeaderValue, RETRY_AFTER};
 
 /// What an auth endpoint answered, and what the access and audit logs should say of it.
 #[derive(Debug)]
@@ -20,32 +19,20 @@ pub struct Outcome {
     pub user: Option<String>,
 }
 
-/// A 503 the client may retry in a second.
-pub fn retry_later(reply: Reply, result: &'static str) -> Outcome {
-    Outcome::new(
-        reply.with_header(RETRY_AFTER, HeaderValue::from_static("1")),
-        result,
-    )
+/// The token store failed: nothing was done. Logged here, answered in the endpoint's dialect.
+pub fn store_failed(e: &StoreError, format: Format) -> Outcome {
+    Outcome::failed(Failure::StoreUnavailable, format, e)
 }
 
-/// The token store failed: logged here, answered 503 in the endpoint's dialect.
-pub fn store_failed(e: &StoreError, reply: Reply) -> Outcome {
-    tracing::error!(error = %e, "token store failed");
-    retry_later(reply, "store_error")
-}
-
-pub const STORE_UNAVAILABLE: &str = "Token store unavailable";
-/// A revocation held in memory only (`RevokeError::NotSaved`): what happened, and that it holds.
-pub const REVOCATION_NOT_SAVED: &str =
-    "Token revoked on this gateway, but not yet saved: token store unavailable";
-
-/// A revocation that failed, answered 503 in the endpoint's dialect (`reply`): either nothing was
-/// revoked, or the token is refused already and only the saving waits.
-pub fn revocation_failed(e: &RevokeError, reply: impl Fn(u16, &str) -> Reply) -> Outcome {
+/// A revocation that failed: either nothing was revoked, or the token is refused already and
+/// only the saving waits (`RevokeError::NotSaved`, logged where it happened).
+pub fn revocation_failed(e: &RevokeError, format: Format) -> Outcome {
     match e {
-        RevokeError::Store(e) => store_failed(e, reply(503, STORE_UNAVAILABLE)),
-        // Already logged (ERROR, audit) where it happened.
-        RevokeError::NotSaved(_) => retry_later(reply(503, REVOCATION_NOT_SAVED), "not_saved"),
+        RevokeError::Store(e) => store_failed(e, format),
+        RevokeError::NotSaved(_) => {
+            let failure = Failure::RevocationNotSaved;
+            Outcome::new(failure.reply(format), failure.label())
+        }
     }
 }
 
@@ -56,6 +43,18 @@ impl Outcome {
             result,
             user: None,
         }
+    }
+
+    /// A failure of the gateway's own, with its standard text; `cause` is logged at its level.
+    pub fn failed(failure: Failure, format: Format, cause: &dyn std::fmt::Display) -> Outcome {
+        failure.log(cause);
+        Outcome::new(failure.reply(format), failure.label())
+    }
+
+    /// The client's request cannot be read; `body` is the contract's exact answer.
+    pub fn bad_request(format: Format, body: &str) -> Outcome {
+        let failure = Failure::BadRequest;
+        Outcome::new(failure.reply_saying(format, body), failure.label())
     }
 
     pub fn for_user(mut self, user: impl Into<String>) -> Outcome {

@@ -1,21 +1,21 @@
 //! Revocation endpoints of authgate's own: a client retires its token, an admin retires any token
 //! or all tokens of a share. Effective on the next request, on every path.
 
-use super::{revocation_failed, store_failed, Outcome, STORE_UNAVAILABLE};
+use super::{revocation_failed, store_failed, Outcome};
 use crate::auth::shares::share_subject;
 use crate::auth::{Authenticator, Credentials, Denial};
-use crate::reply::Reply;
+use crate::reply::{Format, Reply};
 use serde::Deserialize;
 
 /// `DELETE /api/authtoken`: revoke the token this request carries (in any accepted header).
 pub async fn revoke_presented(auth: &Authenticator, credentials: Credentials<'_>) -> Outcome {
     let Some(token) = credentials.token else {
-        return Outcome::new(Reply::message(400, "No token to revoke"), "bad_request");
+        return Outcome::bad_request(Format::Json, "No token to revoke");
     };
     match auth.revoke_token(token).await {
         Ok(true) => Outcome::new(Reply::message(200, "Token revoked"), "success"),
         Ok(false) => Outcome::new(Reply::message(401, "Invalid token"), "unknown_token"),
-        Err(e) => revocation_failed(&e, Reply::message),
+        Err(e) => revocation_failed(&e, Format::Json),
     }
 }
 
@@ -53,17 +53,14 @@ pub async fn admin_revoke(
     let request = match serde_json::from_slice::<AdminRevokeRequest>(body) {
         Ok(r) => r,
         Err(_) => {
-            return Outcome::new(
-                Reply::message(400, "Expected {\"token\": …} or {\"share\": …}"),
-                "bad_request",
-            )
-            .for_user(who)
+            return Outcome::bad_request(Format::Json, "Expected {\"token\": …} or {\"share\": …}")
+                .for_user(who)
         }
     };
     let revoked = match (request.token, request.share) {
         (Some(token), None) => match auth.revoke_token(&token).await {
             Ok(revoked) => Ok(usize::from(revoked)),
-            Err(e) => return revocation_failed(&e, Reply::message).for_user(who),
+            Err(e) => return revocation_failed(&e, Format::Json).for_user(who),
         },
         (None, Some(share)) => {
             let users = auth.users();
@@ -73,11 +70,8 @@ pub async fn admin_revoke(
             auth.revoke_subject(&share_subject(&id), "revoked").await
         }
         _ => {
-            return Outcome::new(
-                Reply::message(400, "Give exactly one of token or share"),
-                "bad_request",
-            )
-            .for_user(who)
+            return Outcome::bad_request(Format::Json, "Give exactly one of token or share")
+                .for_user(who)
         }
     };
     match revoked {
@@ -86,6 +80,6 @@ pub async fn admin_revoke(
             "success",
         )
         .for_user(who),
-        Err(e) => store_failed(&e, Reply::message(503, STORE_UNAVAILABLE)).for_user(who),
+        Err(e) => store_failed(&e, Format::Json).for_user(who),
     }
 }

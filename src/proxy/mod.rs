@@ -13,7 +13,7 @@ use crate::auth::{Authenticator, Denial, Principal};
 use crate::forwarded::{client_address, TrustedProxies};
 use crate::metrics::status_class;
 use crate::proxy::upstream::Upstreams;
-use crate::reply::Reply;
+use crate::reply::{Failure, Format, Reply};
 use crate::target::{has_prefix, PathPolicy, RequestTarget, TargetError, TargetForm};
 use async_trait::async_trait;
 use body::BodyError;
@@ -160,10 +160,11 @@ impl Gateway {
         {
             Ok(body) => body,
             Err(BodyError::TooLarge) => {
-                return Outcome::new(Reply::text(413, "Request body too large"), "too_large")
+                let failure = Failure::TooLarge;
+                return Outcome::new(failure.reply(Format::Text), failure.label());
             }
             Err(BodyError::Malformed) => {
-                return Outcome::new(Reply::text(400, "Malformed request body"), "bad_request")
+                return Outcome::bad_request(Format::Text, "Malformed request body")
             }
         };
         let api = GwosApi {
@@ -199,7 +200,7 @@ impl Gateway {
                 } else {
                     TOKEN_BAD_REQUEST
                 };
-                return Outcome::new(Reply::text(400, message), "bad_request");
+                return Outcome::bad_request(Format::Text, message);
             }
         };
         match route {
@@ -291,7 +292,8 @@ impl ProxyHttp for Gateway {
             Err(refused) => {
                 ctx.route = Route::BadTarget;
                 ctx.result = Some(refused.as_str());
-                let reply = Reply::text(400, format!("Bad Request: {refused}"));
+                let reply = Failure::BadRequest
+                    .reply_saying(Format::Text, &format!("Bad Request: {refused}"));
                 respond::write(reply, session, &self.reply_extra(ctx)).await?;
                 return Ok(true);
             }
@@ -489,13 +491,13 @@ impl ProxyHttp for Gateway {
         }
         // Once the upstream's response has started, all we can do is close.
         if code > 0 && session.response_written().is_none() {
-            let text = match code {
-                502 => "Bad Gateway: upstream unavailable",
-                504 => "Gateway Timeout: upstream too slow",
-                400 => "Bad Request",
-                _ => "Internal Server Error",
+            let failure = match code {
+                502 => Failure::UpstreamDown,
+                504 => Failure::UpstreamTimeout,
+                400 => Failure::BadRequest,
+                _ => Failure::Internal,
             };
-            let reply = Reply::text(code, text);
+            let reply = failure.reply(Format::Text);
             if let Err(write_error) = respond::write(reply, session, &self.reply_extra(ctx)).await {
                 tracing::debug!(error = %write_error, "could not send the error response");
             }

@@ -180,17 +180,45 @@ impl Setup {
         ))
     }
 
-    /// Connectable, and by this process: a gateway that could not bind its port exits at once.
+    /// Listening, and it is this process that listens: a port taken meanwhile by someone else
+    /// must fail the test, not send it to another server.
     fn started(&self, mut proc: Proc) -> Proc {
-        wait_connectable(format!("127.0.0.1:{}", self.port).parse().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !proc.logs().contains("authgate starting") {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !listens_on(proc.child.id(), self.port) {
             if let Some(status) = proc.child.try_wait().unwrap() {
                 panic!("the gateway exited ({status}): {}", proc.logs());
             }
-            assert!(Instant::now() < deadline, "never started: {}", proc.logs());
-            std::thread::sleep(Duration::from_millis(10));
+            assert!(Instant::now() < deadline, "never listened: {}", proc.logs());
+            std::thread::sleep(Duration::from_millis(20));
         }
         proc
     }
+}
+
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port` (from `/proc/net/tcp`
+/// and the process's descriptors).
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let wanted = format!("0100007F:{port:04X}");
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local address, state (0A = LISTEN), inode
+            (fields.get(1) == Some(&wanted.as_str()) && fields.get(3) == Some(&"0A"))
+                .then(|| format!("socket:[{}]", fields.get(9).unwrap_or(&"")))
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .any(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.as_os_str() == inode.as_str())
+        })
 }
