@@ -6,6 +6,7 @@ use crate::target::{check_configured_path, PathPolicy};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 
 /// A configuration problem, always naming the key at fault.
@@ -29,7 +30,7 @@ fn invalid(key: impl Into<String>, why: impl Into<String>) -> ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address the gateway listens on.
@@ -37,7 +38,7 @@ pub struct Config {
     /// Worker threads of the proxy service. On the 2-core benchmark machine 1 and 2 served the same
     /// requests/s; 1 had the lower p99, 2 kept it steadier during a login flood (1.9-2.2x against
     /// 2.5-2.9x). A host of its own wants one per core.
-    pub threads: usize,
+    pub threads: NonZeroUsize,
     /// Let idle worker threads take tasks from busy ones (pingora's `work_stealing`). Off by
     /// default: each connection stays on one thread, which measured 7 % more proxied req/s.
     pub work_stealing: bool,
@@ -56,7 +57,7 @@ pub struct Config {
     /// Path prefixes forwarded without a token.
     pub public_paths: Vec<String>,
     /// How often the users file is checked for changes (and reloaded when it changed).
-    pub users_reload_interval_seconds: u64,
+    pub users_reload_interval_seconds: NonZeroU64,
     /// A reload that would drop more than this share of the users holding live tokens looks like
     /// a file caught mid-write, and is refused. 1.0 turns the guard off.
     pub users_reload_max_removed_share: f64,
@@ -72,13 +73,13 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     pub listen: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShutdownConfig {
     /// After SIGTERM: how long in-flight requests may take before the process exits.
@@ -106,34 +107,34 @@ pub enum OnDamage {
     MoveAside,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub kind: StoreKind,
     pub data_dir: PathBuf,
     /// How often expired tokens are purged from the store.
-    pub purge_interval_seconds: u64,
+    pub purge_interval_seconds: NonZeroU64,
     /// What to do with a damaged store file at start-up. Only the command line sets it
     /// (`--move-damaged-store`): throwing tokens away is a decision for each start, not a setting.
     #[serde(skip)]
     pub on_damage: OnDamage,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
     /// One or more `host:port`; several are balanced round-robin, with TCP health checks.
     pub addresses: Vec<String>,
-    pub connect_timeout_ms: u64,
-    pub read_timeout_ms: u64,
-    pub write_timeout_ms: u64,
+    pub connect_timeout_ms: NonZeroU64,
+    pub read_timeout_ms: NonZeroU64,
+    pub write_timeout_ms: NonZeroU64,
     pub idle_timeout_ms: u64,
-    pub health_check_interval_ms: u64,
+    pub health_check_interval_ms: NonZeroU64,
     /// `Host` sent upstream when the client sent none (HTTP/1.0); absent: the first address.
     pub host: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub prefix: String,
@@ -159,27 +160,27 @@ impl FailedLoginStatus {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GwosConfig {
     /// Status of a failed login: "401" (documented) or "404" (GroundWork 7's real answer).
     pub failed_login_status: FailedLoginStatus,
     /// Sliding idle timeout of a token.
-    pub idle_timeout_seconds: u64,
+    pub idle_timeout_seconds: NonZeroU64,
     /// Absolute maximum lifetime of a token; absent = none.
-    pub max_lifetime_seconds: Option<u64>,
+    pub max_lifetime_seconds: Option<NonZeroU64>,
     /// Live tokens per user; the oldest is evicted beyond it. Absent = no cap.
-    pub max_tokens_per_user: Option<usize>,
+    pub max_tokens_per_user: Option<NonZeroUsize>,
     /// POST paths a `reader` may call (exact paths).
     pub reader_post_paths: Vec<String>,
     pub encryption: EncryptionConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IogatesConfig {
     /// Maximum lifetime of an ioGates token; `null` = none (they live until revoked).
-    pub max_lifetime_seconds: Option<u64>,
+    pub max_lifetime_seconds: Option<NonZeroU64>,
 }
 
 /// ioGates clients log in again on every run, so a month costs them nothing, and it bounds how
@@ -189,12 +190,12 @@ pub const IOGATES_DEFAULT_MAX_LIFETIME_SECONDS: u64 = 30 * 24 * 3600;
 impl Default for IogatesConfig {
     fn default() -> Self {
         IogatesConfig {
-            max_lifetime_seconds: Some(IOGATES_DEFAULT_MAX_LIFETIME_SECONDS),
+            max_lifetime_seconds: Some(nonzero(IOGATES_DEFAULT_MAX_LIFETIME_SECONDS)),
         }
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EncryptionConfig {
     /// Passwords arrive Jasypt-encrypted instead of Base64.
@@ -207,14 +208,14 @@ pub struct EncryptionConfig {
     pub key_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CorsConfig {
     /// Origins (exact, e.g. `https://monitor.example.com`) allowed cross-origin access.
     pub allowed_origins: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardingConfig {
     /// Keep `GWOS-API-TOKEN` / `GWOS-APP-NAME` on forwarded requests (for a backend that checks them too).
@@ -232,35 +233,35 @@ pub struct ForwardingConfig {
     pub trusted_proxies: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Largest body accepted on the auth endpoints (413 beyond).
-    pub auth_body_max_bytes: usize,
+    pub auth_body_max_bytes: NonZeroUsize,
     /// How long reading an auth body may take.
     pub auth_body_timeout_ms: u64,
     /// Longer credentials are refused without a store lookup.
     pub max_token_length: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// Validated tokens kept in memory.
-    pub capacity: u64,
+    pub capacity: NonZeroU64,
     /// Longest a validated token stays cached before the store is asked again.
-    pub max_ttl_seconds: u64,
+    pub max_ttl_seconds: NonZeroU64,
     /// How long an unknown token is remembered as unknown.
     pub negative_ttl_seconds: u64,
     /// How often a token in use has its `last_used` written back to the store.
     pub touch_interval_seconds: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PasswordHashingConfig {
     /// Password verifications running at once (each takes one blocking thread).
-    pub max_concurrent: usize,
+    pub max_concurrent: NonZeroUsize,
     /// Verifications allowed to wait; beyond, logins get 503 at once.
     pub max_waiting: usize,
 }
@@ -272,7 +273,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     pub format: LogFormat,
@@ -281,6 +282,15 @@ pub struct LogConfig {
 }
 
 pub const DEMO_UPSTREAM_ADDR: &str = "127.0.0.1:8081";
+
+/// A default that is not zero (checked when the defaults are built, in every test run).
+fn nonzero(n: u64) -> NonZeroU64 {
+    NonZeroU64::new(n).expect("a non-zero default")
+}
+
+fn nonzero_usize(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).expect("a non-zero default")
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -294,13 +304,13 @@ impl Default for Config {
         );
         Config {
             listen: "127.0.0.1:8080".into(),
-            threads: 2,
+            threads: nonzero_usize(2),
             work_stealing: false,
             admin: AdminConfig::default(),
             shutdown: ShutdownConfig::default(),
             store: StoreConfig::default(),
             users_file: None,
-            users_reload_interval_seconds: 5,
+            users_reload_interval_seconds: nonzero(5),
             users_reload_max_removed_share: 0.5,
             demo_upstream: Some(DEMO_UPSTREAM_ADDR.into()),
             upstreams,
@@ -343,7 +353,7 @@ impl Default for StoreConfig {
         StoreConfig {
             kind: StoreKind::Redb,
             data_dir: PathBuf::from("authgate-data"),
-            purge_interval_seconds: 60,
+            purge_interval_seconds: nonzero(60),
             on_damage: OnDamage::Refuse,
         }
     }
@@ -353,11 +363,11 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
             addresses: Vec::new(),
-            connect_timeout_ms: 2_000,
-            read_timeout_ms: 30_000,
-            write_timeout_ms: 30_000,
+            connect_timeout_ms: nonzero(2_000),
+            read_timeout_ms: nonzero(30_000),
+            write_timeout_ms: nonzero(30_000),
             idle_timeout_ms: 60_000,
-            health_check_interval_ms: 5_000,
+            health_check_interval_ms: nonzero(5_000),
             host: None,
         }
     }
@@ -367,7 +377,7 @@ impl Default for GwosConfig {
     fn default() -> Self {
         GwosConfig {
             failed_login_status: FailedLoginStatus::Unauthorized,
-            idle_timeout_seconds: 8 * 3600,
+            idle_timeout_seconds: nonzero(8 * 3600),
             max_lifetime_seconds: None,
             max_tokens_per_user: None,
             reader_post_paths: vec![
@@ -397,7 +407,7 @@ impl Default for ForwardingConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
-            auth_body_max_bytes: 16 * 1024,
+            auth_body_max_bytes: nonzero_usize(16 * 1024),
             auth_body_timeout_ms: 10_000,
             max_token_length: 256,
         }
@@ -407,8 +417,8 @@ impl Default for LimitsConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
-            capacity: 1_000_000,
-            max_ttl_seconds: 300,
+            capacity: nonzero(1_000_000),
+            max_ttl_seconds: nonzero(300),
             negative_ttl_seconds: 5,
             touch_interval_seconds: 60,
         }
@@ -420,7 +430,7 @@ impl Default for PasswordHashingConfig {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         PasswordHashingConfig {
             // Leave at least one core to proxying during a login flood.
-            max_concurrent: (cores / 2).max(1),
+            max_concurrent: nonzero_usize((cores / 2).max(1)),
             max_waiting: 64,
         }
     }
@@ -455,7 +465,7 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        serde_yaml::from_str(text).map_err(|e| e.to_string())
+        serde_norway::from_str(text).map_err(|e| e.to_string())
     }
 
     /// Check what serde cannot: addresses resolve, names refer to something, numbers make sense.
@@ -464,9 +474,6 @@ impl Config {
         resolve("admin.listen", &self.admin.listen)?;
         if let Some(addr) = &self.demo_upstream {
             resolve("demo_upstream", addr)?;
-        }
-        if self.threads == 0 {
-            return Err(invalid("threads", "must be at least 1"));
         }
         if self.upstreams.is_empty() {
             return Err(invalid("upstreams", "at least one upstream is required"));
@@ -486,22 +493,6 @@ impl Config {
                     return Err(invalid(
                         format!("upstreams.{name}.host"),
                         format!("{host:?} is not a valid Host value"),
-                    ));
-                }
-            }
-            for (key, value) in [
-                ("connect_timeout_ms", upstream.connect_timeout_ms),
-                ("read_timeout_ms", upstream.read_timeout_ms),
-                ("write_timeout_ms", upstream.write_timeout_ms),
-                (
-                    "health_check_interval_ms",
-                    upstream.health_check_interval_ms,
-                ),
-            ] {
-                if value == 0 {
-                    return Err(invalid(
-                        format!("upstreams.{name}.{key}"),
-                        "must be above 0",
                     ));
                 }
             }
@@ -527,34 +518,10 @@ impl Config {
         for (i, path) in self.gwos.reader_post_paths.iter().enumerate() {
             check_prefix(&format!("gwos.reader_post_paths[{i}]"), path)?;
         }
-        if self.gwos.idle_timeout_seconds == 0 {
-            return Err(invalid("gwos.idle_timeout_seconds", "must be above 0"));
-        }
-        if self.gwos.max_lifetime_seconds == Some(0) {
-            return Err(invalid(
-                "gwos.max_lifetime_seconds",
-                "must be above 0 (or absent)",
-            ));
-        }
-        if self.iogates.max_lifetime_seconds == Some(0) {
-            return Err(invalid(
-                "iogates.max_lifetime_seconds",
-                "must be above 0 (or absent)",
-            ));
-        }
-        if self.users_reload_interval_seconds == 0 {
-            return Err(invalid("users_reload_interval_seconds", "must be above 0"));
-        }
         if !(0.0..=1.0).contains(&self.users_reload_max_removed_share) {
             return Err(invalid(
                 "users_reload_max_removed_share",
                 "must be between 0.0 and 1.0 (1.0 turns the guard off)",
-            ));
-        }
-        if self.gwos.max_tokens_per_user == Some(0) {
-            return Err(invalid(
-                "gwos.max_tokens_per_user",
-                "must be above 0 (or absent)",
             ));
         }
         for (key, value) in [
@@ -582,29 +549,11 @@ impl Config {
             crate::forwarded::parse_network(cidr)
                 .map_err(|why| invalid(format!("forwarding.trusted_proxies[{i}]"), why))?;
         }
-        if self.limits.auth_body_max_bytes == 0 {
-            return Err(invalid("limits.auth_body_max_bytes", "must be above 0"));
-        }
         if self.limits.max_token_length < 36 {
             return Err(invalid(
                 "limits.max_token_length",
                 "must be at least 36 (a UUID)",
             ));
-        }
-        if self.cache.capacity == 0 {
-            return Err(invalid("cache.capacity", "must be above 0"));
-        }
-        if self.cache.max_ttl_seconds == 0 {
-            return Err(invalid("cache.max_ttl_seconds", "must be above 0"));
-        }
-        if self.password_hashing.max_concurrent == 0 {
-            return Err(invalid(
-                "password_hashing.max_concurrent",
-                "must be at least 1",
-            ));
-        }
-        if self.store.purge_interval_seconds == 0 {
-            return Err(invalid("store.purge_interval_seconds", "must be above 0"));
         }
         if self
             .log
@@ -670,10 +619,6 @@ mod tests {
             ),
             ("listen: not-an-address\n", "listen"),
             (
-                "gwos:\n  max_tokens_per_user: 0\n",
-                "gwos.max_tokens_per_user",
-            ),
-            (
                 "forwarding:\n  user_header: \"bad header\"\n",
                 "forwarding.user_header",
             ),
@@ -689,57 +634,41 @@ mod tests {
     }
 
     #[test]
-    fn shipped_config_is_valid_and_shows_the_defaults() {
+    fn shipped_config_is_valid_and_is_exactly_the_defaults() {
         let shipped = Config::parse(include_str!("../conf/authgate.yaml")).unwrap();
         shipped.validate().unwrap();
-        let d = Config::default();
-        assert_eq!(shipped.listen, d.listen);
-        assert_eq!(shipped.threads, d.threads);
-        assert_eq!(shipped.work_stealing, d.work_stealing);
-        assert_eq!(shipped.admin.listen, d.admin.listen);
-        assert_eq!(
-            shipped.shutdown.grace_period_seconds,
-            d.shutdown.grace_period_seconds
-        );
-        assert_eq!(shipped.store.data_dir, d.store.data_dir);
-        assert_eq!(shipped.demo_upstream, d.demo_upstream);
-        assert_eq!(shipped.default_upstream, d.default_upstream);
-        assert_eq!(
-            shipped.upstreams["demo"].addresses,
-            d.upstreams["demo"].addresses
-        );
-        assert_eq!(
-            shipped.gwos.idle_timeout_seconds,
-            d.gwos.idle_timeout_seconds
-        );
-        assert_eq!(shipped.gwos.reader_post_paths, d.gwos.reader_post_paths);
-        assert_eq!(
-            shipped.limits.auth_body_max_bytes,
-            d.limits.auth_body_max_bytes
-        );
-        assert_eq!(shipped.cache.capacity, d.cache.capacity);
-        assert_eq!(
-            shipped.cache.negative_ttl_seconds,
-            d.cache.negative_ttl_seconds
-        );
-        assert_eq!(shipped.log.format, d.log.format);
-        assert_eq!(shipped.request_path, d.request_path);
-        assert_eq!(
-            shipped.iogates.max_lifetime_seconds,
-            d.iogates.max_lifetime_seconds
-        );
-        assert_eq!(
-            shipped.forwarding.trusted_proxies,
-            d.forwarding.trusted_proxies
-        );
-        assert_eq!(shipped.forwarding.strip_headers, d.forwarding.strip_headers);
+        assert_eq!(shipped, Config::default());
+    }
+
+    #[test]
+    fn zeros_are_refused_naming_the_key_and_the_line() {
+        for (yaml, key) in [
+            (
+                "gwos:\n  max_tokens_per_user: 0\n",
+                "gwos.max_tokens_per_user",
+            ),
+            ("threads: 0\n", "threads"),
+            ("cache:\n  capacity: 0\n", "cache.capacity"),
+            (
+                "upstreams:\n  demo:\n    addresses: [127.0.0.1:1]\n    read_timeout_ms: 0\n",
+                "upstreams.demo.read_timeout_ms",
+            ),
+            (
+                "store:\n  purge_interval_seconds: 0\n",
+                "store.purge_interval_seconds",
+            ),
+        ] {
+            let err = Config::parse(yaml).unwrap_err();
+            assert!(err.starts_with(key), "{yaml}: {err}");
+            assert!(err.contains("at line"), "{yaml}: {err}");
+        }
     }
 
     #[test]
     fn iogates_tokens_have_a_lifetime_unless_null() {
         assert_eq!(
             Config::default().iogates.max_lifetime_seconds,
-            Some(30 * 24 * 3600)
+            NonZeroU64::new(30 * 24 * 3600)
         );
         let unlimited = Config::parse("iogates:\n  max_lifetime_seconds: null\n").unwrap();
         assert_eq!(unlimited.iogates.max_lifetime_seconds, None);

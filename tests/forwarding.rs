@@ -489,7 +489,7 @@ async fn a_pool_balances_over_its_backends_and_leaves_out_a_dead_one() {
     let (gw, first) = gateway_with(|c| {
         let pool = c.upstreams.get_mut("main").expect("the test config's pool");
         pool.addresses.push(second.addr.to_string());
-        pool.health_check_interval_ms = 100;
+        pool.health_check_interval_ms = nz(100);
     });
     let t = token(&gw.url(""), "admin", ADMIN_PASSWORD, APP).await;
     for _ in 0..6 {

@@ -506,7 +506,7 @@ async fn a_share_that_expires_ends_its_tokens_on_the_next_request() {
 
 #[tokio::test]
 async fn iogates_tokens_end_at_their_maximum_lifetime() {
-    let (gw, _up) = gateway_with(|c| c.iogates.max_lifetime_seconds = Some(1));
+    let (gw, _up) = gateway_with(|c| c.iogates.max_lifetime_seconds = Some(nz(1)));
     let t = share_token(&gw.url(""), SHARE_URL, DEVICE).await;
     assert_eq!(call("GET", &gw.url("/api/files"), &t).await.status(), 200);
     tokio::time::sleep(Duration::from_millis(1300)).await;

@@ -8,7 +8,7 @@ const APP: &str = "life";
 
 #[tokio::test]
 async fn idle_timeout_is_sliding_and_strict() {
-    let (gw, _up) = gateway_with(|c| c.gwos.idle_timeout_seconds = 1);
+    let (gw, _up) = gateway_with(|c| c.gwos.idle_timeout_seconds = nz(1));
     let t = token(&gw.url(""), "admin", ADMIN_PASSWORD, APP).await;
     // Each use within the second extends the token's life: 4 uses over ~2.4 s.
     for _ in 0..4 {
@@ -27,7 +27,7 @@ async fn idle_timeout_is_sliding_and_strict() {
 
 #[tokio::test]
 async fn absolute_lifetime_ends_a_token_in_use() {
-    let (gw, _up) = gateway_with(|c| c.gwos.max_lifetime_seconds = Some(1));
+    let (gw, _up) = gateway_with(|c| c.gwos.max_lifetime_seconds = Some(nz(1)));
     let t = token(&gw.url(""), "admin", ADMIN_PASSWORD, APP).await;
     assert_eq!(get_with(&gw.url("/x"), &t, APP).await.status(), 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -36,7 +36,7 @@ async fn absolute_lifetime_ends_a_token_in_use() {
 
 #[tokio::test]
 async fn per_user_cap_evicts_the_oldest_tokens_of_that_user_only() {
-    let (gw, _up) = gateway_with(|c| c.gwos.max_tokens_per_user = Some(2));
+    let (gw, _up) = gateway_with(|c| c.gwos.max_tokens_per_user = Some(nzu(2)));
     let base = gw.url("");
     let reader = token(&base, "reader", READER_PASSWORD, APP).await;
     let mut tokens = Vec::new();
@@ -205,7 +205,7 @@ async fn gw_rapid_request_shapes() {
 #[tokio::test]
 async fn a_login_flood_past_the_queue_gets_503_not_a_hang() {
     let (gw, _up) = gateway_with(|c| {
-        c.password_hashing.max_concurrent = 1;
+        c.password_hashing.max_concurrent = nzu(1);
         c.password_hashing.max_waiting = 1;
     });
     let base = gw.url("");

@@ -184,7 +184,7 @@ async fn readiness_follows_the_upstream_and_other_admin_paths_are_404() {
         .upstreams
         .get_mut("main")
         .unwrap()
-        .health_check_interval_ms = 100;
+        .health_check_interval_ms = nz(100);
     let gw = Gateway::start(config);
     let admin = |path: &'static str| {
         let url = format!("http://{}{path}", gw.admin);

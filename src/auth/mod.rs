@@ -90,15 +90,17 @@ impl TokenPolicy {
     pub fn from_config(config: &Config) -> TokenPolicy {
         let gwos = &config.gwos;
         TokenPolicy {
-            idle_timeout_ms: gwos.idle_timeout_seconds.saturating_mul(1000),
-            max_lifetime_ms: gwos.max_lifetime_seconds.map(|s| s.saturating_mul(1000)),
-            max_tokens_per_user: gwos.max_tokens_per_user,
+            idle_timeout_ms: gwos.idle_timeout_seconds.get().saturating_mul(1000),
+            max_lifetime_ms: gwos
+                .max_lifetime_seconds
+                .map(|s| s.get().saturating_mul(1000)),
+            max_tokens_per_user: gwos.max_tokens_per_user.map(|n| n.get()),
             reader_post_paths: gwos.reader_post_paths.clone(),
             max_token_length: config.limits.max_token_length,
             iogates_max_lifetime_ms: config
                 .iogates
                 .max_lifetime_seconds
-                .map(|s| s.saturating_mul(1000)),
+                .map(|s| s.get().saturating_mul(1000)),
         }
     }
 }

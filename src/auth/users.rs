@@ -112,7 +112,7 @@ impl UserDirectory {
 
     /// Parse a users file; errors name the user and key at fault.
     pub fn parse(text: &str) -> Result<UserDirectory, String> {
-        let file: UsersFile = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        let file: UsersFile = serde_norway::from_str(text).map_err(|e| e.to_string())?;
         let mut users = HashMap::with_capacity(file.users.len());
         for (name, entry) in file.users {
             if name.is_empty() {

@@ -23,10 +23,10 @@ pub struct Pool {
 fn peer_template(addr: std::net::SocketAddr, timeouts: &UpstreamConfig) -> HttpPeer {
     let mut peer = HttpPeer::new(addr, false, String::new());
     let ms = Duration::from_millis;
-    peer.options.connection_timeout = Some(ms(timeouts.connect_timeout_ms));
-    peer.options.total_connection_timeout = Some(ms(timeouts.connect_timeout_ms));
-    peer.options.read_timeout = Some(ms(timeouts.read_timeout_ms));
-    peer.options.write_timeout = Some(ms(timeouts.write_timeout_ms));
+    peer.options.connection_timeout = Some(ms(timeouts.connect_timeout_ms.get()));
+    peer.options.total_connection_timeout = Some(ms(timeouts.connect_timeout_ms.get()));
+    peer.options.read_timeout = Some(ms(timeouts.read_timeout_ms.get()));
+    peer.options.write_timeout = Some(ms(timeouts.write_timeout_ms.get()));
     peer.options.idle_timeout = Some(ms(timeouts.idle_timeout_ms));
     peer
 }
@@ -82,8 +82,9 @@ impl Upstreams {
             // One failed probe (say, at start-up, before the backend listens) is not an outage.
             check.consecutive_failure = 2;
             lb.set_health_check(check);
-            lb.health_check_frequency =
-                Some(Duration::from_millis(upstream.health_check_interval_ms));
+            lb.health_check_frequency = Some(Duration::from_millis(
+                upstream.health_check_interval_ms.get(),
+            ));
             let peers = lb
                 .backends()
                 .get_backend()

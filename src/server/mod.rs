@@ -187,14 +187,14 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
     let store: Arc<dyn TokenStore> = Arc::new(instrumented);
     let cache = TokenCache::new(
         store.clone(),
-        config.cache.capacity,
-        Duration::from_secs(config.cache.max_ttl_seconds),
+        config.cache.capacity.get(),
+        Duration::from_secs(config.cache.max_ttl_seconds.get()),
         Duration::from_secs(config.cache.negative_ttl_seconds),
         Duration::from_secs(config.cache.touch_interval_seconds),
         metrics.clone(),
     );
     let verifier = PasswordVerifier::new(
-        config.password_hashing.max_concurrent,
+        config.password_hashing.max_concurrent.get(),
         config.password_hashing.max_waiting,
         metrics.password_rejected.clone(),
     );
@@ -209,7 +209,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
     ));
 
     let conf = ServerConf {
-        threads: config.threads,
+        threads: config.threads.get(),
         work_stealing: config.work_stealing,
         grace_period_seconds: Some(config.shutdown.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(config.shutdown.graceful_shutdown_timeout_seconds),
@@ -245,7 +245,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
             &config.forwarding.strip_headers,
         ),
         identity,
-        auth_body_limit: config.limits.auth_body_max_bytes,
+        auth_body_limit: config.limits.auth_body_max_bytes.get(),
         auth_body_timeout: Duration::from_millis(config.limits.auth_body_timeout_ms),
         failed_login_status: config.gwos.failed_login_status.code(),
         path_policy: config.request_path,
@@ -285,7 +285,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         let reload = UsersReload {
             path: path.clone(),
             auth: auth.clone(),
-            every: Duration::from_secs(config.users_reload_interval_seconds),
+            every: Duration::from_secs(config.users_reload_interval_seconds.get()),
             max_removed_share: config.users_reload_max_removed_share,
         };
         server.add_service(background_service("users reload", reload));
@@ -293,7 +293,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
 
     let purge = StorePurge {
         store: store.clone(),
-        every: Duration::from_secs(config.store.purge_interval_seconds),
+        every: Duration::from_secs(config.store.purge_interval_seconds.get()),
     };
     server.add_service(background_service("token purge", purge));
     let recovery = StoreRecovery {

@@ -57,6 +57,15 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A non-zero setting (the config's counts and durations are `NonZero*`).
+pub fn nz(n: u64) -> std::num::NonZeroU64 {
+    std::num::NonZeroU64::new(n).expect("a non-zero setting")
+}
+
+pub fn nzu(n: usize) -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(n).expect("a non-zero setting")
+}
+
 pub fn wait_connectable(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
@@ -165,7 +174,7 @@ pub fn test_config(upstream: SocketAddr) -> Config {
         users_file: Some(users_file()),
         demo_upstream: None,
         default_upstream: "main".into(),
-        threads: 2,
+        threads: nzu(2),
         // pingora's no-steal runtime keeps process-wide state, so only the first server of a
         // process could start with it; tests build many per process. The real binary (one server
         // per process, the default `work_stealing: false`) is covered by tests/process.rs.
@@ -268,7 +277,7 @@ pub fn gateway_with_editable_users() -> (Gateway, Upstream, tempfile::TempDir, P
     std::fs::write(&file, users_yaml()).unwrap();
     let (gw, up) = gateway_with(|c| {
         c.users_file = Some(file.clone());
-        c.users_reload_interval_seconds = 1;
+        c.users_reload_interval_seconds = nz(1);
     });
     (gw, up, dir, file)
 }
@@ -293,7 +302,7 @@ pub fn route_to_dead_upstream_and_short_timeout(c: &mut Config, prefix: &str) {
         .unwrap()
         .local_addr()
         .unwrap();
-    c.upstreams.get_mut("main").unwrap().read_timeout_ms = 500;
+    c.upstreams.get_mut("main").unwrap().read_timeout_ms = nz(500);
     c.upstreams.insert(
         "dead".into(),
         UpstreamConfig {
