@@ -52,6 +52,7 @@ fn authenticator(store: Arc<dyn TokenStore>, max_ttl: Duration) -> Authenticator
         None,
         TokenPolicy::from_config(&Config::default()),
         metrics,
+        Arc::new(authgate::clock::SystemClock),
     )
 }
 

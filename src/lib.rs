@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod forwarded;
 pub mod metrics;
@@ -17,4 +18,4 @@ pub mod telemetry;
 pub mod token;
 
 pub use config::Config;
-pub use server::{build_server, Built};
+pub use server::{build_server, build_server_with_clock, Built};

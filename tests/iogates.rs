@@ -486,13 +486,13 @@ async fn a_share_that_expires_ends_its_tokens_on_the_next_request() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("users.yaml");
     let soon =
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(2));
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(3600));
     let yaml = format!(
         "{}  - id: s-soon\n    url: https://share.example.com/show/21/soon\n    owner: uploadappadmin\n    expires: \"{soon}\"\n    permissions: {{master: true}}\n    paths: [/api/files]\n",
         users_yaml()
     );
     std::fs::write(&file, yaml).unwrap();
-    let (gw, _up) = gateway_with(|c| c.users_file = Some(file.clone()));
+    let (gw, _up, clock) = gateway_on_clock(|c| c.users_file = Some(file.clone()));
     let t = share_token(
         &gw.url(""),
         "https://share.example.com/show/21/soon",
@@ -500,15 +500,16 @@ async fn a_share_that_expires_ends_its_tokens_on_the_next_request() {
     )
     .await;
     assert_eq!(call("GET", &gw.url("/api/files"), &t).await.status(), 200);
-    tokio::time::sleep(Duration::from_millis(2600)).await;
+    clock.advance(Duration::from_secs(3601));
     assert_eq!(call("GET", &gw.url("/api/files"), &t).await.status(), 401);
 }
 
 #[tokio::test]
 async fn iogates_tokens_end_at_their_maximum_lifetime() {
-    let (gw, _up) = gateway_with(|c| c.iogates.max_lifetime_seconds = Some(nz(1)));
+    let (gw, _up, clock) = gateway_on_clock(|c| c.iogates.max_lifetime_seconds = Some(nz(3600)));
     let t = share_token(&gw.url(""), SHARE_URL, DEVICE).await;
+    clock.advance(Duration::from_secs(3599));
     assert_eq!(call("GET", &gw.url("/api/files"), &t).await.status(), 200);
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    clock.advance(Duration::from_secs(1));
     assert_eq!(call("GET", &gw.url("/api/files"), &t).await.status(), 401);
 }

@@ -8,15 +8,15 @@ const APP: &str = "life";
 
 #[tokio::test]
 async fn idle_timeout_is_sliding_and_strict() {
-    let (gw, _up) = gateway_with(|c| c.gwos.idle_timeout_seconds = nz(1));
+    let (gw, _up, clock) = gateway_on_clock(|c| c.gwos.idle_timeout_seconds = nz(60));
     let t = token(&gw.url(""), "admin", ADMIN_PASSWORD, APP).await;
-    // Each use within the second extends the token's life: 4 uses over ~2.4 s.
+    // Each use within the minute extends the token's life: 4 uses over 4 minutes.
     for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        clock.advance(Duration::from_secs(59));
         assert_eq!(get_with(&gw.url("/x"), &t, APP).await.status(), 200);
     }
-    // Idle past the timeout: dead, for proxying and for validatetoken alike.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Idle to the millisecond of its timeout: dead, for proxying and for validatetoken alike.
+    clock.advance(Duration::from_secs(60));
     assert_eq!(get_with(&gw.url("/x"), &t, APP).await.status(), 401);
     let body = format!("gwos-api-token={t}&gwos-app-name={APP}");
     assert_eq!(
@@ -27,10 +27,14 @@ async fn idle_timeout_is_sliding_and_strict() {
 
 #[tokio::test]
 async fn absolute_lifetime_ends_a_token_in_use() {
-    let (gw, _up) = gateway_with(|c| c.gwos.max_lifetime_seconds = Some(nz(1)));
+    let (gw, _up, clock) = gateway_on_clock(|c| c.gwos.max_lifetime_seconds = Some(nz(3600)));
     let t = token(&gw.url(""), "admin", ADMIN_PASSWORD, APP).await;
+    // Used every 30 minutes, so never idle; still dead at the hour.
+    clock.advance(Duration::from_secs(1800));
     assert_eq!(get_with(&gw.url("/x"), &t, APP).await.status(), 200);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_secs(1799));
+    assert_eq!(get_with(&gw.url("/x"), &t, APP).await.status(), 200);
+    clock.advance(Duration::from_secs(1));
     assert_eq!(get_with(&gw.url("/x"), &t, APP).await.status(), 401);
 }
 

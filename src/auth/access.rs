@@ -5,7 +5,7 @@ use super::shares::Share;
 use super::users::{Role, User};
 use super::{ct_eq, plausible_token, Authenticator};
 use crate::cache::{CachedToken, Lookup};
-use crate::store::{now_ms, TokenKind};
+use crate::store::TokenKind;
 use crate::target::has_prefix;
 use crate::token::TokenHash;
 use http::Method;
@@ -123,7 +123,7 @@ impl Authenticator {
                 Denial::Invalid
             });
         }
-        let now = now_ms();
+        let now = self.now_ms();
         let hash = TokenHash::of(token);
         let lookup = self.cache.lookup(hash, now).await.map_err(|e| {
             tracing::error!(error = %e, "token store lookup failed");

@@ -10,9 +10,10 @@ pub mod users;
 pub use access::{CredentialSource, Credentials, Denial, Principal};
 
 use crate::cache::{CachedToken, Lookup, TokenCache};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::{earliest, now_ms, StoreError, TokenKind, TokenRecord};
+use crate::store::{earliest, StoreError, TokenKind, TokenRecord};
 use crate::token::{self, TokenHash};
 use arc_swap::ArcSwap;
 use base64::alphabet;
@@ -121,6 +122,7 @@ pub struct Authenticator {
     jasypt: Option<JasyptKey>,
     policy: TokenPolicy,
     metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
 }
 
 /// Base64 as GroundWork clients send it: standard or URL-safe alphabet, padding optional.
@@ -154,6 +156,7 @@ impl Authenticator {
         jasypt: Option<JasyptKey>,
         policy: TokenPolicy,
         metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
     ) -> Authenticator {
         Authenticator {
             users: ArcSwap::from_pointee(users),
@@ -163,7 +166,13 @@ impl Authenticator {
             jasypt,
             policy,
             metrics,
+            clock,
         }
+    }
+
+    /// Now, by the clock the token logic uses.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     pub fn cache(&self) -> &TokenCache {
@@ -269,7 +278,7 @@ impl Authenticator {
         user: &User,
         app_name: &str,
     ) -> Result<String, StoreError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let token = token::new_gwos_token();
         let hash = TokenHash::of(&token);
         let record = TokenRecord {
@@ -397,7 +406,7 @@ impl Authenticator {
             return Ok(None);
         }
         let hash = TokenHash::of(token);
-        match self.cache.lookup(hash, now_ms()).await? {
+        match self.cache.lookup(hash, self.now_ms()).await? {
             Lookup::Valid { token, .. }
                 if token.binding.kind == TokenKind::Gwos
                     && ct_eq(&token.binding.app_name, app_name) =>
@@ -418,7 +427,7 @@ impl Authenticator {
         if self.users.load().active(&t.binding.subject).is_none() {
             return Ok(false);
         }
-        self.cache.touch(hash, &t, now_ms());
+        self.cache.touch(hash, &t, self.now_ms());
         Ok(true)
     }
 
@@ -434,7 +443,7 @@ impl Authenticator {
     pub fn share_grant(&self, url: &str) -> Option<Grant> {
         let directory = self.users.load();
         let share = directory.share_by_url(url)?;
-        if share.is_expired_at(now_ms()) {
+        if share.is_expired_at(self.now_ms()) {
             return None;
         }
         let account = directory.active(&share.owner)?.clone();
@@ -456,7 +465,7 @@ impl Authenticator {
             .share
             .as_ref()
             .map_or_else(|| grant.account.name.clone(), |s| s.subject());
-        let now = now_ms();
+        let now = self.now_ms();
         let lifetime_end = self
             .policy
             .iogates_max_lifetime_ms

@@ -11,13 +11,14 @@ use crate::auth::password::PasswordVerifier;
 use crate::auth::users::UserDirectory;
 use crate::auth::{Authenticator, TokenPolicy};
 use crate::cache::TokenCache;
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, StoreKind};
 use crate::forwarded::TrustedProxies;
 use crate::metrics::Metrics;
 use crate::proxy::headers::{IdentityHeaders, Strip};
 use crate::proxy::upstream::Upstreams;
 use crate::proxy::{Gateway, GatewaySettings};
-use crate::store::{now_ms, Instrumented, MemoryStore, RedbStore, StoreHealth, TokenStore};
+use crate::store::{Instrumented, MemoryStore, RedbStore, StoreHealth, TokenStore};
 use admin::AdminApp;
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
@@ -170,6 +171,11 @@ fn check_listen_addresses(config: &Config) -> anyhow::Result<()> {
 
 /// Build the whole server. The config must have passed `Config::validate`.
 pub fn build_server(config: &Config) -> anyhow::Result<Built> {
+    build_server_with_clock(config, Arc::new(SystemClock))
+}
+
+/// The same, with the clock token expiry reads (tests move a `ManualClock`).
+pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Built> {
     check_listen_addresses(config)?;
     let users = match &config.users_file {
         Some(path) => UserDirectory::load(path).map_err(|e| anyhow!("users_file: {e}"))?,
@@ -206,6 +212,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
         jasypt,
         policy,
         metrics.clone(),
+        clock,
     ));
 
     let conf = ServerConf {
@@ -292,6 +299,7 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
     }
 
     let purge = StorePurge {
+        auth: auth.clone(),
         store: store.clone(),
         every: Duration::from_secs(config.store.purge_interval_seconds.get()),
     };
@@ -314,6 +322,8 @@ pub fn build_server(config: &Config) -> anyhow::Result<Built> {
 /// Deletes expired tokens from the store now and then, so that it does not grow without bound.
 /// Records it cannot decode are kept and counted (`authgate_store_undecodable_records`).
 struct StorePurge {
+    /// For the time: a token is purged when the clock that decides its validity says it is dead.
+    auth: Arc<Authenticator>,
     store: Arc<dyn TokenStore>,
     every: Duration,
 }
@@ -326,7 +336,7 @@ impl BackgroundService for StorePurge {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = ticks.tick() => match self.store.purge_expired(now_ms()).await {
+                _ = ticks.tick() => match self.store.purge_expired(self.auth.now_ms()).await {
                     Ok(purged) => {
                         if purged.deleted > 0 {
                             tracing::info!(purged = purged.deleted, "expired tokens purged");

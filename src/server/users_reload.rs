@@ -11,7 +11,7 @@
 
 use crate::auth::users::UserDirectory;
 use crate::auth::Authenticator;
-use crate::store::{now_ms, StoreError};
+use crate::store::StoreError;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -57,7 +57,7 @@ impl UsersReload {
         }
         let old = self.auth.users();
         let store = self.auth.cache().store();
-        let now = now_ms();
+        let now = self.auth.now_ms();
         let (mut holders, mut missing) = (0, 0);
         for name in old.names() {
             let tokens = store.tokens_of(name).await?;

@@ -133,11 +133,8 @@ pub fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+/// The system time in Unix milliseconds (see `crate::clock` for the clock the token logic uses).
+pub use crate::clock::system_now_ms as now_ms;
 
 #[cfg(test)]
 pub(crate) mod contract {

@@ -7,10 +7,12 @@ pub mod raw_upstream;
 pub mod upstream;
 
 use async_trait::async_trait;
+use authgate::clock::{Clock, ManualClock, SystemClock};
 use authgate::config::{Config, StoreKind, UpstreamConfig};
 use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -220,8 +222,13 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start(config: Config) -> Gateway {
+        Gateway::start_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// With the clock token expiry reads: a test moves a `ManualClock` instead of sleeping.
+    pub fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Gateway {
         config.validate().expect("test config is valid");
-        let built = authgate::build_server(&config).expect("gateway builds");
+        let built = authgate::build_server_with_clock(&config, clock).expect("gateway builds");
         let (tx, rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::spawn(move || {
             built.server.run(RunArgs {
@@ -267,6 +274,19 @@ pub fn gateway_with(adjust: impl FnOnce(&mut Config)) -> (Gateway, Upstream) {
     let mut config = test_config(upstream.addr);
     adjust(&mut config);
     (Gateway::start(config), upstream)
+}
+
+/// The same, on a clock the test moves (`clock.advance(…)`): expiry without sleeping.
+pub fn gateway_on_clock(adjust: impl FnOnce(&mut Config)) -> (Gateway, Upstream, Arc<ManualClock>) {
+    let upstream = Upstream::start();
+    let mut config = test_config(upstream.addr);
+    adjust(&mut config);
+    let clock = Arc::new(ManualClock::new());
+    (
+        Gateway::start_with_clock(config, clock.clone()),
+        upstream,
+        clock,
+    )
 }
 
 /// A gateway with its own copy of the test users file, re-read every second, for tests that edit
