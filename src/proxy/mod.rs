@@ -1,14 +1,14 @@
-//! The `ProxyHttp` implementation: the spine of every request.
+//! The `ProxyHttp` implementation: the spine of every request, its phases in the order pingora
+//! calls them. authgate's own endpoints are in `endpoints`, header work in `headers`, local answers
+//! are written by `respond`.
 
 pub mod body;
+pub mod endpoints;
 pub mod headers;
 pub mod respond;
 pub mod route;
 pub mod upstream;
 
-use crate::api::form::Params;
-use crate::api::gwos::{GwosApi, LOGIN_BAD_REQUEST, TOKEN_BAD_REQUEST};
-use crate::api::{iogates, revocation, Outcome};
 use crate::auth::{Authenticator, Denial, Principal};
 use crate::forwarded::{client_address, TrustedProxies};
 use crate::metrics::status_class;
@@ -16,14 +16,13 @@ use crate::proxy::upstream::Upstreams;
 use crate::reply::{Failure, Format, Reply};
 use crate::target::{has_prefix, PathPolicy, RequestTarget, TargetError, TargetForm};
 use async_trait::async_trait;
-use body::BodyError;
+use endpoints::{audit, login_protocol};
 use headers::IdentityHeaders;
 use http::header::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use route::Route;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -148,67 +147,6 @@ impl Gateway {
         }
         Ok(target)
     }
-
-    /// Read the body of an auth call and answer it.
-    async fn answer_auth_call(&self, session: &mut Session, route: Route) -> Outcome {
-        let body = match body::read_bounded(
-            session,
-            self.settings.auth_body_limit,
-            self.settings.auth_body_timeout,
-        )
-        .await
-        {
-            Ok(body) => body,
-            Err(BodyError::TooLarge) => {
-                let failure = Failure::TooLarge;
-                return Outcome::new(failure.reply(Format::Text), failure.label());
-            }
-            Err(BodyError::Malformed) => {
-                return Outcome::bad_request(Format::Text, "Malformed request body")
-            }
-        };
-        let api = GwosApi {
-            auth: &self.auth,
-            failed_login_status: self.settings.failed_login_status,
-        };
-        let req = session.req_header();
-        let credentials = headers::credentials(req);
-        match route {
-            Route::AuthenticatePassword => {
-                return api.authenticate_password(&body, credentials.app_name).await
-            }
-            Route::AuthToken => {
-                let content_type = req
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok());
-                return iogates::authtoken(&self.auth, &body, content_type).await;
-            }
-            Route::RevokeToken => {
-                return revocation::revoke_presented(&self.auth, credentials).await
-            }
-            Route::AdminRevoke => {
-                return revocation::admin_revoke(&self.auth, credentials, &body).await
-            }
-            _ => {}
-        }
-        let params = match Params::parse(&body, req.uri.query()) {
-            Ok(p) => p,
-            Err(_) => {
-                let message = if route == Route::Login {
-                    LOGIN_BAD_REQUEST
-                } else {
-                    TOKEN_BAD_REQUEST
-                };
-                return Outcome::bad_request(Format::Text, message);
-            }
-        };
-        match route {
-            Route::Login => api.login(&params).await,
-            Route::Logout => api.logout(&params).await,
-            _ => api.validate(&params).await,
-        }
-    }
 }
 
 /// A request refused before any decision (400): what it asks for cannot be read one way only.
@@ -229,28 +167,6 @@ impl Unreadable {
             Unreadable::Host(headers::HostError::Repeated) => "repeated_host",
         }
     }
-}
-
-/// The protocol label of a login call, if `route` is one.
-fn login_protocol(route: Route) -> Option<&'static str> {
-    match route {
-        Route::Login => Some("gwos"),
-        Route::AuthenticatePassword => Some("gw8"),
-        Route::AuthToken => Some("iogates"),
-        _ => None,
-    }
-}
-
-/// One audit event per login or logout: who, from where, and how it went (never a secret).
-fn audit(route: Route, outcome: &Outcome, client: Option<IpAddr>) {
-    tracing::info!(
-        target: "authgate::audit",
-        event = route.as_str(),
-        result = outcome.result,
-        status = outcome.reply.status,
-        user = outcome.user.as_deref(),
-        client = client.map(tracing::field::display),
-    );
 }
 
 #[async_trait]
