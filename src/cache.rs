@@ -6,7 +6,7 @@
 //! - a revocation the store could not save is held here, and refused on every path, until the
 //!   write succeeds.
 
-use crate::metrics::Metrics;
+use crate::metrics::{CacheLookup, Metrics};
 use crate::store::{earliest, StoreError, TokenKind, TokenRecord, TokenStore};
 use crate::token::TokenHash;
 use moka::future::Cache;
@@ -141,9 +141,15 @@ impl TokenCache {
             unsaved: Mutex::default(),
             unsaved_count: AtomicUsize::new(0),
             touch_step_ms: touch_step.as_millis() as u64,
-            hits: metrics.cache_lookups.with_label_values(&["hit"]),
-            misses: metrics.cache_lookups.with_label_values(&["miss"]),
-            negative_hits: metrics.cache_lookups.with_label_values(&["negative_hit"]),
+            hits: metrics
+                .cache_lookups
+                .with_label_values(&[CacheLookup::Hit.as_str()]),
+            misses: metrics
+                .cache_lookups
+                .with_label_values(&[CacheLookup::Miss.as_str()]),
+            negative_hits: metrics
+                .cache_lookups
+                .with_label_values(&[CacheLookup::NegativeHit.as_str()]),
         }
     }
 

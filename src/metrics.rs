@@ -26,6 +26,74 @@ pub const PASSWORD_RUNNING: &str = "authgate_password_verifications_running";
 pub const PASSWORD_REJECTED: &str = "authgate_password_verifications_rejected_total";
 pub const BUILD_INFO: &str = "authgate_build_info";
 
+/// Label values, typed: a call site names a variant, never a string.
+macro_rules! label {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $value:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $value),+ }
+            }
+        }
+    };
+}
+
+label!(
+    /// Why a token was revoked (`authgate_tokens_revoked_total{reason}`).
+    RevokeReason {
+        Logout => "logout",
+        Replaced => "replaced",
+        Evicted => "evicted",
+        Revoked => "revoked",
+        ConfigReload => "config_reload",
+    }
+);
+
+label!(
+    /// A token store operation (`authgate_store_operation_seconds`, `authgate_store_errors_total`).
+    StoreOp {
+        Insert => "insert",
+        Get => "get",
+        Revoke => "revoke",
+        Touch => "touch",
+        TokensOf => "tokens_of",
+        Purge => "purge",
+        Count => "count",
+        Recover => "recover",
+    }
+);
+
+label!(
+    /// How an upstream failed (`authgate_upstream_errors_total{kind}`).
+    UpstreamErrorKind {
+        Connect => "connect",
+        Timeout => "timeout",
+        Status5xx => "5xx",
+        Other => "other",
+    }
+);
+
+label!(
+    /// What a token cache lookup found (`authgate_token_cache_lookups_total{result}`).
+    CacheLookup {
+        Hit => "hit",
+        Miss => "miss",
+        NegativeHit => "negative_hit",
+    }
+);
+
+label!(
+    /// The protocol of a login call (`authgate_logins_total{protocol}`).
+    LoginProtocol {
+        Gwos => "gwos",
+        Gw8 => "gw8",
+        Iogates => "iogates",
+    }
+);
+
 pub struct Metrics {
     registry: Registry,
     /// route class × status class (`2xx` … `5xx`).

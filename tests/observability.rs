@@ -10,6 +10,18 @@ async fn scrape(gw: &Gateway) -> Samples {
     scrape_metrics(&format!("http://{}/metrics", gw.admin)).await
 }
 
+/// Scrape until `key` has grown by `by` since `before` (or 5 s have gone).
+async fn scrape_until(gw: &Gateway, before: &Samples, key: &str, by: f64) -> Samples {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = scrape(gw).await;
+        if delta(before, &now, key) >= by || std::time::Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn delta(before: &Samples, after: &Samples, key: &str) -> f64 {
     after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
 }
@@ -49,7 +61,9 @@ async fn counters_move_exactly_as_the_script_says() {
     ); // revoked: logout (hit)
     assert_eq!(get_with(&gw.url("/a"), &admin, "obs").await.status(), 401); // invalid (negative hit)
 
-    let after = scrape(&gw).await;
+    // The last request is counted in pingora's logging phase, just after its answer has gone.
+    let last = r#"authgate_requests_total{route="forward",status_class="4xx"}"#;
+    let after = scrape_until(&gw, &before, last, 6.0).await;
     // Each series' change over the scripted session above.
     for (series, want) in [
         (
@@ -148,7 +162,9 @@ async fn upstream_errors_are_counted_by_kind() {
     let before = scrape(&gw).await;
     assert_eq!(get_with(&gw.url("/dead"), &t, "obs").await.status(), 502);
     assert_eq!(get_with(&gw.url("/slow"), &t, "obs").await.status(), 504);
-    let after = scrape(&gw).await;
+    // Requests are counted in pingora's logging phase, just after the answer has gone.
+    let answered = r#"authgate_requests_total{route="forward",status_class="5xx"}"#;
+    let after = scrape_until(&gw, &before, answered, 2.0).await;
     assert_eq!(
         delta(
             &before,

@@ -4,6 +4,7 @@
 use super::{revocation_failed, store_failed, Outcome};
 use crate::auth::shares::share_subject;
 use crate::auth::{Authenticator, Credentials, Denial};
+use crate::metrics::RevokeReason;
 use crate::reply::{Format, Reply};
 use serde::Deserialize;
 
@@ -67,7 +68,8 @@ pub async fn admin_revoke(
             let id = users
                 .share_by_url(&share)
                 .map_or(share.clone(), |s| s.id.clone());
-            auth.revoke_subject(&share_subject(&id), "revoked").await
+            auth.revoke_subject(&share_subject(&id), RevokeReason::Revoked)
+                .await
         }
         _ => {
             return Outcome::bad_request(Format::Json, "Give exactly one of token or share")

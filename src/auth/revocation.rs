@@ -4,6 +4,7 @@
 
 use super::users::UserDirectory;
 use super::{plausible_token, Authenticator};
+use crate::metrics::RevokeReason;
 use crate::store::StoreError;
 use crate::token::TokenHash;
 use std::sync::Arc;
@@ -27,8 +28,11 @@ impl Authenticator {
     /// When the store cannot save it, the token is still refused on every path of this process
     /// at once (held in the cache until `save_held_revocations` gets it written), and the caller
     /// learns so: never "an error, and the token still works".
-    pub async fn revoke(&self, hash: TokenHash, reason: &str) -> Result<bool, RevokeError> {
-        let counted = self.metrics.tokens_revoked.with_label_values(&[reason]);
+    pub async fn revoke(&self, hash: TokenHash, reason: RevokeReason) -> Result<bool, RevokeError> {
+        let counted = self
+            .metrics
+            .tokens_revoked
+            .with_label_values(&[reason.as_str()]);
         match self.cache.store().revoke(hash).await {
             Ok(existed) => {
                 self.cache.forget(hash).await;
@@ -45,7 +49,7 @@ impl Authenticator {
                     target: "authgate::audit",
                     event = "revocation_not_saved",
                     token = %hash.short(),
-                    reason,
+                    reason = reason.as_str(),
                     error = %e,
                     "token refused in this process; saving the revocation is retried until it succeeds",
                 );
@@ -65,7 +69,10 @@ impl Authenticator {
         }
         let subjects = std::mem::take(&mut *self.unrevoked_subjects_list());
         for (i, subject) in subjects.iter().enumerate() {
-            if let Err(e) = self.revoke_subject(subject, "config_reload").await {
+            if let Err(e) = self
+                .revoke_subject(subject, RevokeReason::ConfigReload)
+                .await
+            {
                 self.unrevoked_subjects_list()
                     .extend(subjects[i..].iter().cloned());
                 return Err(e);
@@ -90,12 +97,17 @@ impl Authenticator {
         if !plausible_token(token, self.policy.max_token_length) {
             return Ok(false);
         }
-        self.revoke(TokenHash::of(token), "revoked").await
+        self.revoke(TokenHash::of(token), RevokeReason::Revoked)
+            .await
     }
 
     /// Revoke every token of a user or share subject; returns how many. A revocation the store
     /// cannot save counts: it is held in memory and retried (see `revoke`).
-    pub async fn revoke_subject(&self, subject: &str, reason: &str) -> Result<usize, StoreError> {
+    pub async fn revoke_subject(
+        &self,
+        subject: &str,
+        reason: RevokeReason,
+    ) -> Result<usize, StoreError> {
         let tokens = self.cache.store().tokens_of(subject).await?;
         let mut revoked = 0;
         for (hash, _) in tokens {
@@ -130,7 +142,10 @@ impl Authenticator {
         let mut revoked = 0;
         let mut failed = None;
         for subject in gone {
-            match self.revoke_subject(&subject, "config_reload").await {
+            match self
+                .revoke_subject(&subject, RevokeReason::ConfigReload)
+                .await
+            {
                 Ok(n) => revoked += n,
                 // Retried by `save_held_revocations` once the store answers again.
                 Err(e) => {

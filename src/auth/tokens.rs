@@ -6,6 +6,7 @@ use super::revocation::RevokeError;
 use super::users::User;
 use super::{ct_eq, plausible_token, Authenticator};
 use crate::cache::{CachedToken, Lookup};
+use crate::metrics::RevokeReason;
 use crate::store::{earliest, StoreError, TokenKind, TokenRecord};
 use crate::token::{self, TokenHash};
 use std::sync::Arc;
@@ -35,7 +36,7 @@ impl Authenticator {
         self.cache.remember(hash, &record).await;
         self.metrics
             .tokens_issued
-            .with_label_values(&["gwos"])
+            .with_label_values(&[TokenKind::Gwos.as_str()])
             .inc();
         if let Some(cap) = self.policy.max_tokens_per_user {
             self.evict_beyond_cap(&user.name, cap, now).await?;
@@ -65,7 +66,7 @@ impl Authenticator {
         let excess = live.len() - cap;
         for (hash, _) in live.into_iter().take(excess) {
             // Not saved: held in memory and retried (see `revoke`); the login itself stands.
-            let _ = self.revoke(hash, "evicted").await;
+            let _ = self.revoke(hash, RevokeReason::Evicted).await;
             tracing::info!(target: "authgate::audit", event = "token_evicted", user = subject, token = %hash.short());
         }
         Ok(())
@@ -109,7 +110,7 @@ impl Authenticator {
     /// `/api/auth/logout`: revoke a live token of this app; `false` (and nothing revoked) otherwise.
     pub async fn logout_gwos(&self, token: &str, app_name: &str) -> Result<bool, RevokeError> {
         match self.live_gwos_token(token, app_name).await? {
-            Some((hash, _)) => self.revoke(hash, "logout").await,
+            Some((hash, _)) => self.revoke(hash, RevokeReason::Logout).await,
             None => Ok(false),
         }
     }
@@ -152,7 +153,7 @@ impl Authenticator {
         self.cache.remember(hash, &record).await;
         self.metrics
             .tokens_issued
-            .with_label_values(&["iogates"])
+            .with_label_values(&[TokenKind::Iogates.as_str()])
             .inc();
         for (old, r) in earlier {
             if r.kind == TokenKind::Iogates
@@ -160,7 +161,7 @@ impl Authenticator {
                 && r.device_id.as_deref() == device_id
             {
                 // Not saved: held in memory and retried (see `revoke`); the login itself stands.
-                let _ = self.revoke(old, "replaced").await;
+                let _ = self.revoke(old, RevokeReason::Replaced).await;
             }
         }
         Ok(token)

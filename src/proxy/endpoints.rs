@@ -8,6 +8,7 @@ use super::Gateway;
 use crate::api::form::Params;
 use crate::api::gwos::{GwosApi, LOGIN_BAD_REQUEST, TOKEN_BAD_REQUEST};
 use crate::api::{iogates, revocation, Outcome};
+use crate::metrics::LoginProtocol;
 use crate::reply::{Failure, Format};
 use pingora::proxy::Session;
 use std::net::IpAddr;
@@ -76,11 +77,11 @@ impl Gateway {
 }
 
 /// The protocol label of a login call, if `route` is one.
-pub(super) fn login_protocol(route: Route) -> Option<&'static str> {
+pub(super) fn login_protocol(route: Route) -> Option<LoginProtocol> {
     match route {
-        Route::Login => Some("gwos"),
-        Route::AuthenticatePassword => Some("gw8"),
-        Route::AuthToken => Some("iogates"),
+        Route::Login => Some(LoginProtocol::Gwos),
+        Route::AuthenticatePassword => Some(LoginProtocol::Gw8),
+        Route::AuthToken => Some(LoginProtocol::Iogates),
         _ => None,
     }
 }

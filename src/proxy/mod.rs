@@ -11,7 +11,7 @@ pub mod upstream;
 
 use crate::auth::{Authenticator, Denial, Principal};
 use crate::forwarded::{client_address, TrustedProxies};
-use crate::metrics::status_class;
+use crate::metrics::{status_class, UpstreamErrorKind};
 use crate::proxy::upstream::Upstreams;
 use crate::reply::{Failure, Format, Reply};
 use crate::target::{has_prefix, PathPolicy, RequestTarget, TargetError, TargetForm};
@@ -248,7 +248,7 @@ impl ProxyHttp for Gateway {
                     self.auth
                         .metrics()
                         .logins
-                        .with_label_values(&[protocol, outcome.result])
+                        .with_label_values(&[protocol.as_str(), outcome.result])
                         .inc();
                 }
                 if route != Route::ValidateToken {
@@ -338,7 +338,7 @@ impl ProxyHttp for Gateway {
             self.auth
                 .metrics()
                 .upstream_errors
-                .with_label_values(&["5xx"])
+                .with_label_values(&[UpstreamErrorKind::Status5xx.as_str()])
                 .inc();
         }
         Ok(())
@@ -393,16 +393,16 @@ impl ProxyHttp for Gateway {
         };
         if *e.esource() == ErrorSource::Upstream {
             let kind = match e.etype() {
-                ReadTimedout | WriteTimedout => "timeout",
+                ReadTimedout | WriteTimedout => UpstreamErrorKind::Timeout,
                 ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError => {
-                    "connect"
+                    UpstreamErrorKind::Connect
                 }
-                _ => "other",
+                _ => UpstreamErrorKind::Other,
             };
             self.auth
                 .metrics()
                 .upstream_errors
-                .with_label_values(&[kind])
+                .with_label_values(&[kind.as_str()])
                 .inc();
         }
         // Once the upstream's response has started, all we can do is close.

@@ -2,7 +2,7 @@
 //! class, and keeps `StoreHealth` (can the store be written now?) for readiness and recovery.
 
 use super::{Purged, StoreError, TokenRecord, TokenStore};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StoreOp};
 use crate::token::TokenHash;
 use async_trait::async_trait;
 use std::future::Future;
@@ -91,14 +91,14 @@ impl Instrumented {
 
     async fn observe<T>(
         &self,
-        operation: &str,
+        operation: StoreOp,
         kind: Kind,
         work: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let timer = self
             .metrics
             .store_duration
-            .with_label_values(&[operation])
+            .with_label_values(&[operation.as_str()])
             .start_timer();
         let result = work.await;
         timer.observe_duration();
@@ -106,7 +106,7 @@ impl Instrumented {
             Err(e) => {
                 self.metrics
                     .store_errors
-                    .with_label_values(&[operation, e.class()])
+                    .with_label_values(&[operation.as_str(), e.class()])
                     .inc();
                 // One record that cannot be decoded is that token's problem, not the store's.
                 if !matches!(e, StoreError::Undecodable(_)) {
@@ -123,33 +123,42 @@ impl Instrumented {
 #[async_trait]
 impl TokenStore for Instrumented {
     async fn insert(&self, hash: TokenHash, record: TokenRecord) -> Result<(), StoreError> {
-        self.observe("insert", Kind::Write, self.inner.insert(hash, record))
-            .await
+        self.observe(
+            StoreOp::Insert,
+            Kind::Write,
+            self.inner.insert(hash, record),
+        )
+        .await
     }
 
     async fn get(&self, hash: TokenHash) -> Result<Option<TokenRecord>, StoreError> {
-        self.observe("get", Kind::Read, self.inner.get(hash)).await
+        self.observe(StoreOp::Get, Kind::Read, self.inner.get(hash))
+            .await
     }
 
     async fn revoke(&self, hash: TokenHash) -> Result<bool, StoreError> {
-        self.observe("revoke", Kind::Write, self.inner.revoke(hash))
+        self.observe(StoreOp::Revoke, Kind::Write, self.inner.revoke(hash))
             .await
     }
 
     async fn touch(&self, hash: TokenHash, last_used: u64) -> Result<(), StoreError> {
         // Not fsynced: its success says little about durable writes.
-        self.observe("touch", Kind::Read, self.inner.touch(hash, last_used))
-            .await
+        self.observe(
+            StoreOp::Touch,
+            Kind::Read,
+            self.inner.touch(hash, last_used),
+        )
+        .await
     }
 
     async fn tokens_of(&self, subject: &str) -> Result<Vec<(TokenHash, TokenRecord)>, StoreError> {
-        self.observe("tokens_of", Kind::Read, self.inner.tokens_of(subject))
+        self.observe(StoreOp::TokensOf, Kind::Read, self.inner.tokens_of(subject))
             .await
     }
 
     async fn purge_expired(&self, now: u64) -> Result<Purged, StoreError> {
         let purged = self
-            .observe("purge", Kind::Read, self.inner.purge_expired(now))
+            .observe(StoreOp::Purge, Kind::Read, self.inner.purge_expired(now))
             .await?;
         self.metrics
             .store_undecodable
@@ -158,13 +167,14 @@ impl TokenStore for Instrumented {
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
-        self.observe("count", Kind::Read, self.inner.count()).await
+        self.observe(StoreOp::Count, Kind::Read, self.inner.count())
+            .await
     }
 
     async fn recover(&self) -> Result<(), StoreError> {
         // Its probe write alone does not make the store healthy again: the recovery task says so
         // once the revocations held meanwhile are saved too (no flapping while the disk is full).
-        self.observe("recover", Kind::Read, self.inner.recover())
+        self.observe(StoreOp::Recover, Kind::Read, self.inner.recover())
             .await
     }
 

@@ -25,6 +25,16 @@ pub enum TokenKind {
     Iogates,
 }
 
+impl TokenKind {
+    /// The metric label (`authgate_tokens_issued_total{kind}`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Gwos => "gwos",
+            TokenKind::Iogates => "iogates",
+        }
+    }
+}
+
 /// What the store knows of one token. Times are Unix milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
