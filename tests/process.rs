@@ -4,6 +4,7 @@
 mod common;
 use common::*;
 use std::io::{Read, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -370,22 +371,28 @@ fn check_config_and_hash_password() {
     assert!(parsed.get("u").is_some());
 }
 
-/// The README's session, on the embedded defaults (fixed ports 8080/9091/8081, demo users).
-#[tokio::test]
-async fn readme_demo_session_on_embedded_defaults() {
+/// The README's session, on the embedded defaults (ports 8080/9091/8081, demo users), in a network
+/// namespace of its own: those fixed ports are the subject, and nothing else on the machine can
+/// hold them there.
+#[test]
+fn readme_demo_session_on_embedded_defaults() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::fs::File::create(dir.path().join("log.txt")).unwrap();
-    let child = Command::new(BIN)
-        .arg("run")
-        .current_dir(dir.path())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let proc = Proc {
-        child,
-        log: dir.path().join("log.txt"),
-    };
+    let proc = Proc::start_isolated(dir.path());
+    let pid = proc.child.id();
+    let session = std::thread::spawn(move || {
+        enter_net_namespace_of(pid);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(readme_session(&proc, dir.path()));
+    });
+    if let Err(panic) = session.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn readme_session(proc: &Proc, dir: &Path) {
     let base = "http://127.0.0.1:8080";
     wait_connectable("127.0.0.1:8080".parse().unwrap());
     wait_connectable("127.0.0.1:8081".parse().unwrap());
@@ -423,10 +430,9 @@ async fn readme_demo_session_on_embedded_defaults() {
         401
     );
     assert!(
-        dir.path().join("authgate-data/tokens.redb").exists(),
+        dir.join("authgate-data/tokens.redb").exists(),
         "the default store is durable, in ./authgate-data"
     );
-    drop(proc);
 }
 
 /// Trace-level logs of a whole session hold no token and no password, in any encoding.

@@ -77,6 +77,25 @@ impl Proc {
         None
     }
 
+    /// `authgate run` on its embedded defaults (no config) in `dir`, in a network namespace of its
+    /// own with only a loopback (`unshare`, no privilege needed): its fixed default ports are
+    /// free whatever else runs on this machine. A test thread reaches it after
+    /// `enter_net_namespace_of(pid)`.
+    pub fn start_isolated(dir: &Path) -> Proc {
+        let log = dir.join("log.txt");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--net", "sh", "-c"])
+            .arg(r#"ip link set lo up && exec "$0" run"#)
+            .arg(BIN)
+            .current_dir(dir)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Proc { child, log }
+    }
+
     /// A path of the gateway's mount namespace, seen from this one.
     pub fn view(&self, path: &Path) -> PathBuf {
         let inside = path.strip_prefix("/").unwrap_or(path);
@@ -221,4 +240,24 @@ pub fn listens_on(pid: u32, port: u16) -> bool {
                 .iter()
                 .any(|inode| target.as_os_str() == inode.as_str())
         })
+}
+
+/// Move the calling thread (only it, and threads it starts) into the network namespace of
+/// process `pid`, once that process has left ours.
+pub fn enter_net_namespace_of(pid: u32) {
+    use std::os::fd::AsRawFd;
+    let ours = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    let theirs = format!("/proc/{pid}/ns/net");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_link(&theirs).map_or(true, |ns| ns == ours) {
+        assert!(
+            Instant::now() < deadline,
+            "{pid} never got a network namespace"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ns = std::fs::File::open(&theirs).unwrap();
+    // SAFETY: a plain syscall on an open namespace file; it changes only this thread's namespace.
+    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
 }
