@@ -35,6 +35,19 @@ async fn get(url: &str) -> (u16, String) {
     text(http().get(url).send().await.unwrap()).await
 }
 
+/// The metrics, once `key` has reached `at_least` (the background tasks run on real timers).
+async fn metrics_once(setup: &Setup, key: &str, at_least: f64) -> Samples {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = scrape_metrics(&setup.admin_url("/metrics")).await;
+        if metrics.get(key).copied().unwrap_or(0.0) >= at_least {
+            return metrics;
+        }
+        assert!(Instant::now() < deadline, "{key} never reached {at_least}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn form(token: &str) -> String {
     format!("gwos-api-token={token}&gwos-app-name={APP}")
 }
@@ -96,11 +109,10 @@ async fn a_full_disk_fails_closed_holds_revocations_and_recovers_without_a_resta
     );
 
     // Retries while the disk stays full change nothing: still not ready, still held, still refused.
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let retries = r#"authgate_store_operation_seconds_count{operation="recover"}"#;
+    let metrics = metrics_once(&setup, retries, 2.0).await;
     assert_eq!(get(&setup.admin_url("/readyz")).await.0, 503);
-    let metrics = scrape_metrics(&setup.admin_url("/metrics")).await;
     assert_eq!(metrics["authgate_revocations_unsaved{}"], 1.0);
-    assert!(metrics[r#"authgate_store_operation_seconds_count{operation="recover"}"#] >= 2.0);
     let proxied = get_with(&format!("{base}/during"), &logged_out, APP).await;
     assert_eq!(proxied.status(), 401);
 
@@ -281,8 +293,8 @@ async fn a_store_of_the_previous_release_is_migrated_and_no_record_is_lost() {
     token(&setup.base, "admin", ADMIN_PASSWORD, APP).await;
 
     // Purges run every second: the record they cannot decode is counted, and kept.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let metrics = scrape_metrics(&setup.admin_url("/metrics")).await;
+    let purges = r#"authgate_store_operation_seconds_count{operation="purge"}"#;
+    let metrics = metrics_once(&setup, purges, 2.0).await;
     assert_eq!(metrics["authgate_store_undecodable_records{}"], 1.0);
     assert_eq!(metrics["authgate_tokens_live{}"], 4.0, "no record deleted");
     assert!(!proc.logs().contains("panicked"));
