@@ -17,7 +17,6 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
 /// The filter: `RUST_LOG` when set, else the configured level.
@@ -41,16 +40,55 @@ pub fn init(config: &LogConfig) {
     };
     let filter = filter(config);
     let log_ceiling = log_crate_ceiling(filter.max_level_hint());
-    let installed = tracing_subscriber::registry()
-        .with(
-            output
-                .with_filter(filter)
-                .with_filter(filter_fn(below_secret_ceiling)),
-        )
-        .try_init();
-    if installed.is_ok() {
+    let subscriber = tracing_subscriber::registry().with(
+        output
+            .with_filter(filter)
+            .with_filter(filter_fn(below_secret_ceiling)),
+    );
+    if tracing::subscriber::set_global_default(subscriber).is_ok()
+        && log::set_boxed_logger(Box::new(PingoraRecords(tracing_log::LogTracer::new()))).is_ok()
+    {
         log::set_max_level(log_ceiling);
     }
+}
+
+/// The bridge for pingora's `log` records into tracing, which first demotes a client going away
+/// (a reset, a request never finished) from ERROR to DEBUG: under a flood of such clients, one
+/// ERROR line each would be a log flood of its own. What goes wrong on this side stays an ERROR.
+struct PingoraRecords(tracing_log::LogTracer);
+
+/// A pingora message about the client leaving, not about a failure of ours.
+fn client_went_away(target: &str, message: &str) -> bool {
+    target.starts_with("pingora")
+        && (message.starts_with("Fail to proxy: Downstream")
+            || message.starts_with("Downstream handshake"))
+}
+
+impl log::Log for PingoraRecords {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        // Only warnings and errors are looked at (and formatted): they are rare.
+        if record.level() <= log::Level::Warn
+            && client_went_away(record.target(), &record.args().to_string())
+        {
+            let demoted = log::Record::builder()
+                .args(*record.args())
+                .level(log::Level::Debug)
+                .target(record.target())
+                .module_path(record.module_path())
+                .build();
+            if self.0.enabled(demoted.metadata()) {
+                self.0.log(&demoted);
+            }
+            return;
+        }
+        self.0.log(record);
+    }
+
+    fn flush(&self) {}
 }
 
 /// One JSON object per line: `timestamp`, `level`, the event's fields (`message` among them) and
@@ -171,6 +209,21 @@ pub fn log_crate_ceiling(hint: Option<LevelFilter>) -> log::LevelFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_client_going_away_is_demoted() {
+        let gone = "Fail to proxy: Downstream ReadError context: while reading request headers";
+        assert!(client_went_away("pingora_proxy", gone));
+        assert!(client_went_away(
+            "pingora_core::services::listening",
+            "Downstream handshake error from 1.2.3.4: reset"
+        ));
+        assert!(!client_went_away(
+            "pingora_proxy",
+            "Fail to proxy: Upstream ConnectRefused"
+        ));
+        assert!(!client_went_away("authgate::api", gone));
+    }
 
     #[test]
     fn locations_are_logged_inside_their_crate() {

@@ -648,3 +648,59 @@ fn a_taken_port_stops_start_up_naming_the_key() {
     );
     drop(holder);
 }
+
+/// A client that resets its connection mid-request is an everyday event, not an error: nothing
+/// at ERROR, and no query string (which may carry a token or a password) in any line.
+#[tokio::test]
+async fn client_resets_are_quiet_and_never_log_the_query() {
+    use std::os::fd::AsRawFd;
+    let setup = setup("log:\n  format: json\n");
+    let proc = setup.start("info");
+    let t = token(&setup.base, "admin", ADMIN_PASSWORD, APP).await;
+    let reset = |stream: std::net::TcpStream| {
+        // SO_LINGER 0: close sends RST.
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt on an open socket with a correctly sized value.
+        unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+        drop(stream);
+    };
+    let addr = format!("127.0.0.1:{}", setup.port);
+    // Reset while the upstream takes its time.
+    let mut waiting = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        waiting,
+        "GET /slow?token=SECRET-QUERY-TOKEN&password=SECRET-QUERY-PW HTTP/1.1\r\nHost: x\r\n\
+         GWOS-API-TOKEN: {t}\r\nGWOS-APP-NAME: {APP}\r\n\r\n"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    reset(waiting);
+    // Reset halfway through the request headers.
+    let mut half = std::net::TcpStream::connect(&addr).unwrap();
+    half.write_all(b"GET /x?gwos-api-token=SECRET-HALF HTTP/1.1\r\nHo")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    reset(half);
+    // Both are logged once their connection is done with: the access line of the first.
+    until_logged(&proc, r#""path":"/slow""#, 1);
+    std::thread::sleep(Duration::from_millis(100));
+    let logs = proc.logs();
+    for line in logs.lines() {
+        assert!(
+            !line.contains("SECRET-"),
+            "a query string was logged: {line}"
+        );
+        assert!(!line.contains(r#""level":"ERROR""#), "{line}");
+    }
+}

@@ -149,6 +149,17 @@ impl Gateway {
     }
 }
 
+/// Whether `error` is the client closing or resetting its connection, or never finishing its
+/// request, rather than anything going wrong on this side.
+pub fn client_went_away(error: &Error) -> bool {
+    use ErrorType::*;
+    *error.esource() == ErrorSource::Downstream
+        && matches!(
+            error.etype(),
+            ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout
+        )
+}
+
 /// A request refused before any decision (400): what it asks for cannot be read one way only.
 #[derive(Debug, thiserror::Error)]
 enum Unreadable {
@@ -422,6 +433,23 @@ impl ProxyHttp for Gateway {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    /// A client that goes away mid-request is an everyday event: it is in the access line (with
+    /// its error), not an ERROR line of pingora's.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
+        client_went_away(error)
+    }
+
+    /// What pingora's own log lines say of the request: method and path, never the query (it may
+    /// carry a token or a password) nor other headers.
+    fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
+        let req = session.req_header();
+        let path = ctx
+            .target
+            .as_ref()
+            .map_or_else(|| req.uri.path(), RequestTarget::path);
+        format!("{} {path}", req.method)
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
