@@ -6,7 +6,7 @@ use crate::target::{check_configured_path, PathPolicy};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::num::{NonZeroU64, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 
 /// A configuration problem, always naming the key at fault.
@@ -68,6 +68,7 @@ pub struct Config {
     /// How request paths are made canonical before any decision (and forwarded so).
     pub request_path: PathPolicy,
     pub limits: LimitsConfig,
+    pub login_limits: LoginLimitsConfig,
     pub cache: CacheConfig,
     pub password_hashing: PasswordHashingConfig,
     pub log: LogConfig,
@@ -244,6 +245,35 @@ pub struct LimitsConfig {
     pub max_token_length: usize,
 }
 
+/// Password guessing, bounded (`auth::guard`): on GWOS login, GW8 authenticatePassword and ioGates
+/// authtoken. Beyond a limit: 429 with `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginLimitsConfig {
+    /// Login attempts one client address may make per minute, whatever the user names.
+    pub per_client_per_minute: NonZeroU32,
+    /// Login attempts per minute for one user name, from all addresses together.
+    pub per_user_per_minute: NonZeroU32,
+    /// Failures of one user name from one address before that pair is locked out.
+    pub lockout_after_failures: NonZeroU32,
+    /// The first lockout; each further failure doubles it.
+    pub lockout_seconds: NonZeroU64,
+    /// The longest lockout.
+    pub lockout_max_seconds: NonZeroU64,
+}
+
+impl Default for LoginLimitsConfig {
+    fn default() -> Self {
+        LoginLimitsConfig {
+            per_client_per_minute: NonZeroU32::new(60).expect("non-zero"),
+            per_user_per_minute: NonZeroU32::new(30).expect("non-zero"),
+            lockout_after_failures: NonZeroU32::new(5).expect("non-zero"),
+            lockout_seconds: nonzero(1),
+            lockout_max_seconds: nonzero(300),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
@@ -323,6 +353,7 @@ impl Default for Config {
             forwarding: ForwardingConfig::default(),
             request_path: PathPolicy::default(),
             limits: LimitsConfig::default(),
+            login_limits: LoginLimitsConfig::default(),
             cache: CacheConfig::default(),
             password_hashing: PasswordHashingConfig::default(),
             log: LogConfig::default(),

@@ -24,6 +24,7 @@ pub const UPSTREAM_ERRORS: &str = "authgate_upstream_errors_total";
 pub const PASSWORD_WAITING: &str = "authgate_password_verifications_waiting";
 pub const PASSWORD_RUNNING: &str = "authgate_password_verifications_running";
 pub const PASSWORD_REJECTED: &str = "authgate_password_verifications_rejected_total";
+pub const LOGINS_LIMITED: &str = "authgate_login_limited_total";
 pub const BUILD_INFO: &str = "authgate_build_info";
 
 /// Label values, typed: a call site names a variant, never a string.
@@ -128,6 +129,8 @@ pub struct Metrics {
     pub password_waiting: IntGauge,
     pub password_running: IntGauge,
     pub password_rejected: IntCounter,
+    /// limit (limited_client, limited_user, locked_out).
+    pub logins_limited: IntCounterVec,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -292,6 +295,12 @@ impl Metrics {
                     .expect("metric registered once");
                 c
             },
+            logins_limited: counter_vec(
+                &r,
+                LOGINS_LIMITED,
+                "Login attempts refused by a login limit (429), by limit.",
+                &["limit"],
+            ),
             registry: r,
         };
         let build = IntGaugeVec::new(

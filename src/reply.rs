@@ -30,8 +30,11 @@ pub enum Failure {
     BadRequest,
     /// A body over the configured limit.
     TooLarge,
-    /// Too many logins already waiting for a password check (the login rate bound).
+    /// Too many logins already waiting for a password check (the pool's bound).
     Overloaded,
+    /// A login limit: too many attempts from a client or for a user, or a lockout. The reply
+    /// carries the `Retry-After` its limit computed.
+    RateLimited,
     /// The token store cannot be read or written: nothing was done.
     StoreUnavailable,
     /// A revocation enforced in memory that the store could not save yet.
@@ -72,6 +75,13 @@ impl Failure {
                 true,
                 Level::WARN,
                 "Too many logins in progress, retry shortly",
+            ),
+            Failure::RateLimited => (
+                429,
+                "rate_limited",
+                false,
+                Level::DEBUG,
+                "Too many login attempts, retry later",
             ),
             Failure::StoreUnavailable => (
                 503,

@@ -1,11 +1,12 @@
 //! GWOS auth endpoints (`../shared/spec/gwos.md` §1 and §5): exact statuses and text bodies.
 
 use super::form::Params;
-use super::{revocation_failed, store_failed, Outcome};
+use super::{login_limited, revocation_failed, store_failed, Outcome};
 use crate::auth::{Authenticator, LoginError};
 use crate::reply::{Failure, Format, Reply};
 use crate::store::StoreError;
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 
 pub const LOGIN_BAD_REQUEST: &str = "Invalid username or password or gwos-app-name";
 pub const LOGIN_FAILED: &str = "Invalid username or password";
@@ -46,6 +47,8 @@ enum Dialect {
 pub struct GwosApi<'a> {
     pub auth: &'a Authenticator,
     pub failed_login_status: u16,
+    /// The client's address, for the login limits.
+    pub client: Option<IpAddr>,
 }
 
 impl GwosApi<'_> {
@@ -63,8 +66,16 @@ impl GwosApi<'_> {
         app_name: &str,
     ) -> Result<(String, String), (Outcome, Option<String>)> {
         let checked = match dialect {
-            Dialect::Gw7 => self.auth.check_gwos_credentials(user, password).await,
-            Dialect::Gw8 => self.auth.check_gw8_credentials(user, password).await,
+            Dialect::Gw7 => {
+                let checked = self
+                    .auth
+                    .check_gwos_credentials(user, password, self.client);
+                checked.await
+            }
+            Dialect::Gw8 => {
+                let checked = self.auth.check_gw8_credentials(user, password, self.client);
+                checked.await
+            }
         };
         let user = match checked {
             Ok(u) => u,
@@ -74,6 +85,9 @@ impl GwosApi<'_> {
                 return Err((outcome, known.or(Some(user.to_string()))));
             }
             Err(LoginError::Overloaded) => return Err((overloaded(), None)),
+            Err(LoginError::Limited(limited)) => {
+                return Err((login_limited(&limited, Format::Text), None))
+            }
             Err(LoginError::Store(e)) => return Err((store_unavailable(&e), None)),
         };
         match self.auth.issue_gwos_token(&user, app_name).await {

@@ -2,12 +2,13 @@
 //! form body, answering the token and the account's profile as JSON.
 
 use super::form::Params;
-use super::{store_failed, Outcome};
+use super::{login_limited, store_failed, Outcome};
 use crate::auth::users::{Status, User};
 use crate::auth::{Authenticator, Grant, LoginError};
 use crate::reply::{Failure, Format, Reply};
 use serde::Serialize;
 use serde_json::Value;
+use std::net::IpAddr;
 
 /// How the client authenticates.
 #[derive(Debug, PartialEq, Eq)]
@@ -147,7 +148,12 @@ fn store_unavailable(e: &crate::store::StoreError) -> Outcome {
 }
 
 /// `POST /api/authtoken`.
-pub async fn authtoken(auth: &Authenticator, body: &[u8], content_type: Option<&str>) -> Outcome {
+pub async fn authtoken(
+    auth: &Authenticator,
+    body: &[u8],
+    content_type: Option<&str>,
+    client: Option<IpAddr>,
+) -> Outcome {
     let request = match AuthTokenRequest::parse(body, content_type) {
         Ok(r) => r,
         Err(message) => return Outcome::bad_request(Format::Json, &message),
@@ -164,7 +170,7 @@ pub async fn authtoken(auth: &Authenticator, body: &[u8], content_type: Option<&
             }
         },
         Method::Password { username, password } => {
-            match auth.check_user_password(username, password).await {
+            match auth.check_user_password(username, password, client).await {
                 Ok(account) => (
                     Grant {
                         account,
@@ -183,6 +189,7 @@ pub async fn authtoken(auth: &Authenticator, body: &[u8], content_type: Option<&
                         &"password verification queue full",
                     )
                 }
+                Err(LoginError::Limited(limited)) => return login_limited(&limited, Format::Json),
                 Err(LoginError::Store(e)) => return store_unavailable(&e),
             }
         }

@@ -5,6 +5,7 @@ pub mod gwos;
 pub mod iogates;
 pub mod revocation;
 
+use crate::auth::guard::Limited;
 use crate::auth::RevokeError;
 use crate::reply::{Failure, Format, Reply};
 use crate::store::StoreError;
@@ -22,6 +23,16 @@ pub struct Outcome {
 /// The token store failed: nothing was done. Logged here, answered in the endpoint's dialect.
 pub fn store_failed(e: &StoreError, format: Format) -> Outcome {
     Outcome::failed(Failure::StoreUnavailable, format, e)
+}
+
+/// A login refused by a limit: 429 with the `Retry-After` it computed; the limit is the result
+/// (for the audit event and `authgate_logins_total`).
+pub fn login_limited(limited: &Limited, format: Format) -> Outcome {
+    let reply = Failure::RateLimited.reply(format).with_header(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from(limited.retry_after_secs()),
+    );
+    Outcome::new(reply, limited.limit.as_str())
 }
 
 /// A revocation that failed: either nothing was revoked, or the token is refused already and

@@ -1,12 +1,14 @@
 //! Logins: a user (or a share) and a password, as each protocol writes them. One password
 //! verification whatever the outcome, so that timing tells nothing about which part was wrong.
 
+use super::guard::Limited;
 use super::users::{Status, User};
 use super::{password::Overloaded, shares::Share, Authenticator};
 use crate::store::StoreError;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Why a login failed. Every credential problem is the same `BadCredentials` to the client.
@@ -16,6 +18,9 @@ pub enum LoginError {
     BadCredentials(BadCredentialsReason),
     #[error("too many password verifications in progress")]
     Overloaded,
+    /// A login limit refused the attempt before any password check.
+    #[error("login limit: {}", .0.limit.as_str())]
+    Limited(Limited),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -92,10 +97,13 @@ impl Authenticator {
         &self,
         user_given: &str,
         password_given: &str,
+        client: Option<IpAddr>,
     ) -> Result<Arc<User>, LoginError> {
         let user = self.find_user(user_given);
         let password = self.plain_password(password_given);
-        self.check_password(user, password).await
+        let name = user.as_ref().map_or(user_given, |u| u.name.as_str());
+        self.check_password(name, client, user.clone(), password)
+            .await
     }
 
     /// Check GW8 credentials (`authenticatePassword`, spec §5): the exact user name, and the
@@ -105,13 +113,15 @@ impl Authenticator {
         &self,
         name: &str,
         password_given: &str,
+        client: Option<IpAddr>,
     ) -> Result<Arc<User>, LoginError> {
         match &self.jasypt {
             Some(key) => {
                 let user = self.users.load().get(name).cloned();
-                self.check_password(user, key.decrypt(password_given)).await
+                let password = key.decrypt(password_given);
+                self.check_password(name, client, user, password).await
             }
-            None => self.check_user_password(name, password_given).await,
+            None => self.check_user_password(name, password_given, client).await,
         }
     }
 
@@ -120,14 +130,41 @@ impl Authenticator {
         &self,
         name: &str,
         password: &str,
+        client: Option<IpAddr>,
     ) -> Result<Arc<User>, LoginError> {
         let user = self.users.load().get(name).cloned();
-        self.check_password(user, Some(password.to_string())).await
+        let password = Some(password.to_string());
+        self.check_password(name, client, user, password).await
     }
 
-    /// One password verification whatever the outcome (a dummy hash for unknown users), so that
-    /// timing tells nothing about which part was wrong.
+    /// The login limits first (`guard`: no password work for a refused attempt), then one
+    /// password verification whatever the outcome (a dummy hash for unknown users), so that timing
+    /// tells nothing about which part was wrong. `name` keys the limits: the user's name, or what
+    /// was given when it matched no user.
     async fn check_password(
+        &self,
+        name: &str,
+        client: Option<IpAddr>,
+        user: Option<Arc<User>>,
+        password: Option<String>,
+    ) -> Result<Arc<User>, LoginError> {
+        if let Err(limited) = self.guard.admit(client, name) {
+            self.metrics
+                .logins_limited
+                .with_label_values(&[limited.limit.as_str()])
+                .inc();
+            return Err(LoginError::Limited(limited));
+        }
+        let checked = self.verify_password(user, password).await;
+        match &checked {
+            Ok(_) => self.guard.succeeded(client, name),
+            Err(LoginError::BadCredentials(_)) => self.guard.failed(client, name),
+            Err(_) => {}
+        }
+        checked
+    }
+
+    async fn verify_password(
         &self,
         user: Option<Arc<User>>,
         password: Option<String>,

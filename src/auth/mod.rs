@@ -8,6 +8,7 @@
 //! - `revocation`: ending tokens, durably or held in memory until the store takes it.
 
 pub mod access;
+pub mod guard;
 pub mod jasypt;
 pub mod login;
 pub mod password;
@@ -22,7 +23,7 @@ pub use revocation::RevokeError;
 
 use crate::cache::TokenCache;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, LoginLimitsConfig};
 use crate::metrics::Metrics;
 use arc_swap::ArcSwap;
 use jasypt::JasyptKey;
@@ -72,6 +73,7 @@ pub struct Authenticator {
     policy: TokenPolicy,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    guard: guard::LoginGuard,
 }
 
 fn ct_eq(a: &str, b: &str) -> bool {
@@ -101,8 +103,15 @@ impl Authenticator {
             jasypt,
             policy,
             metrics,
+            guard: guard::LoginGuard::new(&LoginLimitsConfig::default(), clock.clone()),
             clock,
         }
+    }
+
+    /// The login limits (`auth::guard`), when not the defaults.
+    pub fn with_login_limits(mut self, limits: &LoginLimitsConfig) -> Authenticator {
+        self.guard = guard::LoginGuard::new(limits, self.clock.clone());
+        self
     }
 
     /// Now, by the clock the token logic uses.

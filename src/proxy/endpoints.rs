@@ -15,7 +15,12 @@ use std::net::IpAddr;
 
 impl Gateway {
     /// Read the body of an auth call and answer it.
-    pub(super) async fn answer_auth_call(&self, session: &mut Session, route: Route) -> Outcome {
+    pub(super) async fn answer_auth_call(
+        &self,
+        session: &mut Session,
+        route: Route,
+        client: Option<IpAddr>,
+    ) -> Outcome {
         let body = match body::read_bounded(
             session,
             self.settings.auth_body_limit,
@@ -35,6 +40,7 @@ impl Gateway {
         let api = GwosApi {
             auth: &self.auth,
             failed_login_status: self.settings.failed_login_status,
+            client,
         };
         let req = session.req_header();
         let credentials = headers::credentials(req);
@@ -47,7 +53,7 @@ impl Gateway {
                     .headers
                     .get(http::header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok());
-                return iogates::authtoken(&self.auth, &body, content_type).await;
+                return iogates::authtoken(&self.auth, &body, content_type, client).await;
             }
             Route::RevokeToken => {
                 return revocation::revoke_presented(&self.auth, credentials).await

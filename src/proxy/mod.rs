@@ -254,7 +254,8 @@ impl ProxyHttp for Gateway {
             Route::Preflight => Reply::empty(200),
             Route::WrongMethod(allow) => Reply::method_not_allowed(allow),
             route => {
-                let outcome = self.answer_auth_call(session, route).await;
+                let client = ctx.origin.client;
+                let outcome = self.answer_auth_call(session, route, client).await;
                 if let Some(protocol) = login_protocol(route) {
                     self.auth
                         .metrics()

@@ -205,15 +205,18 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
         metrics.password_rejected.clone(),
     );
     let policy = TokenPolicy::from_config(config);
-    let auth = Arc::new(Authenticator::new(
-        users,
-        verifier,
-        cache,
-        jasypt,
-        policy,
-        metrics.clone(),
-        clock,
-    ));
+    let auth = Arc::new(
+        Authenticator::new(
+            users,
+            verifier,
+            cache,
+            jasypt,
+            policy,
+            metrics.clone(),
+            clock,
+        )
+        .with_login_limits(&config.login_limits),
+    );
 
     let conf = ServerConf {
         threads: config.threads.get(),

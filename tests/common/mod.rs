@@ -64,6 +64,10 @@ pub fn nz(n: u64) -> std::num::NonZeroU64 {
     std::num::NonZeroU64::new(n).expect("a non-zero setting")
 }
 
+pub fn nz32(n: u32) -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::new(n).expect("a non-zero setting")
+}
+
 pub fn nzu(n: usize) -> std::num::NonZeroUsize {
     std::num::NonZeroUsize::new(n).expect("a non-zero setting")
 }
@@ -185,6 +189,11 @@ pub fn test_config(upstream: SocketAddr) -> Config {
     };
     config.admin.listen = format!("127.0.0.1:{}", free_port());
     config.store.kind = StoreKind::Memory;
+    // Every test logs in from 127.0.0.1, many times: the login limits are the subject of their
+    // own suite (tests/login_limits.rs) and stay out of the others' way.
+    config.login_limits.per_client_per_minute = nz32(1_000_000);
+    config.login_limits.per_user_per_minute = nz32(1_000_000);
+    config.login_limits.lockout_after_failures = nz32(1_000);
     config.upstreams.clear();
     config.upstreams.insert(
         "main".into(),
