@@ -266,7 +266,9 @@ impl Default for LoginLimitsConfig {
     fn default() -> Self {
         LoginLimitsConfig {
             per_client_per_minute: NonZeroU32::new(60).expect("non-zero"),
-            per_user_per_minute: NonZeroU32::new(30).expect("non-zero"),
+            // GroundWork deployments share one REST account among many connectors, which all
+            // log in again when they restart: a user's limit must let a fleet through.
+            per_user_per_minute: NonZeroU32::new(120).expect("non-zero"),
             lockout_after_failures: NonZeroU32::new(5).expect("non-zero"),
             lockout_seconds: nonzero(1),
             lockout_max_seconds: nonzero(300),
