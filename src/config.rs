@@ -243,6 +243,8 @@ pub struct LimitsConfig {
     pub auth_body_timeout_ms: u64,
     /// Longer credentials are refused without a store lookup.
     pub max_token_length: usize,
+    /// How long a kept-alive client connection may sit idle before the next request begins.
+    pub keepalive_idle_seconds: NonZeroU64,
 }
 
 /// Password guessing, bounded (`auth::guard`): on GWOS login, GW8 authenticatePassword and ioGates
@@ -443,6 +445,7 @@ impl Default for LimitsConfig {
             auth_body_max_bytes: nonzero_usize(16 * 1024),
             auth_body_timeout_ms: 10_000,
             max_token_length: 256,
+            keepalive_idle_seconds: nonzero(60),
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct GatewaySettings {
     pub strip: headers::Strip,
     pub auth_body_limit: usize,
     pub auth_body_timeout: Duration,
+    /// `limits.keepalive_idle_seconds`.
+    pub keepalive_idle_secs: u64,
     pub failed_login_status: u16,
     pub path_policy: PathPolicy,
     pub trusted_proxies: TrustedProxies,
@@ -139,6 +141,21 @@ impl Gateway {
     }
 
     /// The request target made canonical, once its Host is unambiguous too.
+    /// An idle kept-alive connection is closed after `limits.keepalive_idle_seconds`; pingora
+    /// alone keeps one open for ever. Only where keep-alive is on already: not after
+    /// `Connection: close`, for an HTTP/1.0 client that did not ask, nor while shutting down.
+    fn bound_keepalive(&self, session: &mut Session) {
+        if let Some(current) = session.get_keepalive() {
+            let idle = self.settings.keepalive_idle_secs;
+            let bounded = if current == 0 {
+                idle
+            } else {
+                current.min(idle)
+            };
+            session.set_keepalive(Some(bounded));
+        }
+    }
+
     fn read_target(&self, req: &RequestHeader) -> std::result::Result<RequestTarget, Unreadable> {
         headers::check_host(req)?;
         let target = RequestTarget::parse(req.raw_path(), &self.settings.path_policy)?;
@@ -206,6 +223,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        self.bound_keepalive(session);
         let req = session.req_header();
         ctx.cors_origin = self.allowed_origin(req);
         ctx.request_id = match req.headers.get(REQUEST_ID) {
