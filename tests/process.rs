@@ -445,6 +445,13 @@ async fn no_secret_in_any_log_line_at_trace_level() {
     let t = token(&base, "admin", ADMIN_PASSWORD, APP).await;
     let _ = login(&base, "admin", "wrong-but-secret-pw", APP).await;
     let _ = login(&base, "nosuchuser", "another-secret-pw", APP).await;
+    // A password typed into the user field.
+    let _ = login(&base, "typed-in-the-user-field-pw", "x", APP).await;
+    let _ = http()
+        .post(format!("{base}/api/authtoken"))
+        .json(&serde_json::json!({"username": "iogates-typed-user-pw", "password": "x"}))
+        .send()
+        .await;
     assert_eq!(
         get_with(&format!("{base}/a?q=1"), &t, APP).await.status(),
         200
@@ -511,6 +518,10 @@ async fn no_secret_in_any_log_line_at_trace_level() {
         &logs[..logs.len().min(500)]
     );
     assert!(logs.contains("authgate::audit"), "audit events were logged");
+    assert!(
+        logs.contains(r#""user":"unknown-"#),
+        "an unknown user field is named by its label"
+    );
     let secrets = [
         t.clone(),
         ADMIN_PASSWORD.to_string(),
@@ -525,6 +536,10 @@ async fn no_secret_in_any_log_line_at_trace_level() {
         user_token,
         share_token,
         "5989522a1b0a6/d5239e67c69a3ef76a807ae25ebf750b".into(),
+        "typed-in-the-user-field-pw".into(),
+        b64("typed-in-the-user-field-pw"),
+        "iogates-typed-user-pw".into(),
+        "nosuchuser".into(),
     ];
     for secret in secrets {
         if let Some(line) = logs.lines().find(|l| l.contains(&secret)) {

@@ -1,7 +1,7 @@
 //! GWOS auth endpoints (`../shared/spec/gwos.md` §1 and §5): exact statuses and text bodies.
 
 use super::form::Params;
-use super::{login_limited, revocation_failed, store_failed, Outcome};
+use super::{login_limited, revocation_failed, store_failed, unknown_user_label, Outcome};
 use crate::auth::{Authenticator, LoginError};
 use crate::reply::{Failure, Format, Reply};
 use crate::store::StoreError;
@@ -82,7 +82,10 @@ impl GwosApi<'_> {
             Err(LoginError::BadCredentials(reason)) => {
                 let known = self.auth.find_user(user).map(|u| u.name.clone());
                 let outcome = Outcome::new(self.login_failed(), reason.as_str());
-                return Err((outcome, known.or(Some(user.to_string()))));
+                return Err((
+                    outcome,
+                    Some(known.unwrap_or_else(|| unknown_user_label(user))),
+                ));
             }
             Err(LoginError::Overloaded) => return Err((overloaded(), None)),
             Err(LoginError::Limited(limited)) => {

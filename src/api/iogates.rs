@@ -2,9 +2,9 @@
 //! form body, answering the token and the account's profile as JSON.
 
 use super::form::Params;
-use super::{login_limited, store_failed, Outcome};
+use super::{login_limited, store_failed, unknown_user_label, Outcome};
 use crate::auth::users::{Status, User};
-use crate::auth::{Authenticator, Grant, LoginError};
+use crate::auth::{Authenticator, BadCredentialsReason, Grant, LoginError};
 use crate::reply::{Failure, Format, Reply};
 use serde::Serialize;
 use serde_json::Value;
@@ -180,7 +180,11 @@ pub async fn authtoken(
                 ),
                 Err(LoginError::BadCredentials(reason)) => {
                     let reply = Reply::message(401, "Invalid username or password");
-                    return Outcome::new(reply, reason.as_str()).for_user(username.clone());
+                    let who = match reason {
+                        BadCredentialsReason::UnknownUser => unknown_user_label(username),
+                        _ => username.clone(),
+                    };
+                    return Outcome::new(reply, reason.as_str()).for_user(who);
                 }
                 Err(LoginError::Overloaded) => {
                     return Outcome::failed(

@@ -20,6 +20,29 @@ pub struct Outcome {
     pub user: Option<String>,
 }
 
+/// How audit and access lines name a user field that matched no user: never as typed (people
+/// type passwords there), but as a label that is the same for the same text within this process,
+/// so that a flood can still be followed. Keyed with a secret of this process: the label cannot
+/// be reversed by hashing a dictionary.
+pub fn unknown_user_label(given: &str) -> String {
+    use sha2::{Digest, Sha256};
+    use std::sync::OnceLock;
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        use rand::TryRngCore;
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut key)
+            .expect("the OS random source is available");
+        key
+    });
+    let digest = Sha256::new()
+        .chain_update(key)
+        .chain_update(given.as_bytes())
+        .finalize();
+    format!("unknown-{}", hex::encode(&digest[..4]))
+}
+
 /// The token store failed: nothing was done. Logged here, answered in the endpoint's dialect.
 pub fn store_failed(e: &StoreError, format: Format) -> Outcome {
     Outcome::failed(Failure::StoreUnavailable, format, e)
