@@ -129,3 +129,25 @@ async fn a_flood_from_one_address_is_rate_limited_while_others_log_in() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn guessing_share_urls_locks_out_that_address_only() {
+    let (gw, _up, _clock) = limited(|c| c.login_limits.lockout_after_failures = nz32(3));
+    let share_login = |client: &'static str, url: String| {
+        http()
+            .post(gw.url("/api/authtoken"))
+            .header("X-Forwarded-For", client)
+            .json(&serde_json::json!({"url": url, "deviceId": 1}))
+            .send()
+    };
+    let guesser = "203.0.113.10";
+    for i in 0..3 {
+        let guess = format!("http://127.0.0.1/show/16/5989522a1b0a6/{i:032x}/dir/272/272/0/0/0");
+        assert_eq!(share_login(guesser, guess).await.unwrap().status(), 401);
+    }
+    let resp = share_login(guesser, SHARE_URL.into()).await.unwrap();
+    assert_eq!(resp.status(), 429, "locked out, even with the right URL");
+    assert!(retry_after(&resp) >= 1);
+    let resp = share_login("198.51.100.3", SHARE_URL.into()).await.unwrap();
+    assert_eq!(resp.status(), 200, "another address logs in with the share");
+}

@@ -159,14 +159,15 @@ pub async fn authtoken(
         Err(message) => return Outcome::bad_request(Format::Json, &message),
     };
     let (grant, who) = match &request.method {
-        Method::ShareUrl(url) => match auth.share_grant(url) {
-            Some(grant) => {
+        Method::ShareUrl(url) => match auth.share_login(url, client) {
+            Ok(grant) => {
                 let who = grant.account.name.clone();
                 (grant, who)
             }
-            None => {
+            Err(LoginError::Limited(limited)) => return login_limited(&limited, Format::Json),
+            Err(_) => {
                 let reply = Reply::message(401, "Unknown, expired or revoked share URL");
-                return Outcome::new(reply, "bad_share");
+                return Outcome::new(reply, BadCredentialsReason::UnknownShare.as_str());
             }
         },
         Method::Password { username, password } => {

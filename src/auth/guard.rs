@@ -61,6 +61,9 @@ struct Failures {
 /// cannot make the guard hold megabytes per attempt.
 const MAX_KEY_LEN: usize = 128;
 
+/// The name share-URL logins are counted under (no user name can hold a NUL).
+pub const SHARE_LOGIN: &str = "\0share-url";
+
 /// Sweep the rate limiters' idle keys after this many checks.
 const SWEEP_EVERY: u64 = 4096;
 
@@ -104,6 +107,22 @@ impl LoginGuard {
 
     /// May this attempt go on to a password check? A locked-out pair consumes no rate.
     pub fn admit(&self, client: Option<IpAddr>, user: &str) -> Result<(), Limited> {
+        self.admit_keyed(client, user, true)
+    }
+
+    /// May this share-URL login go on? It has no user name: the address's limit and a lockout
+    /// of that address (under `SHARE_LOGIN`) apply, not a per-name limit, which would bound all
+    /// share logins together.
+    pub fn admit_share_login(&self, client: Option<IpAddr>) -> Result<(), Limited> {
+        self.admit_keyed(client, SHARE_LOGIN, false)
+    }
+
+    fn admit_keyed(
+        &self,
+        client: Option<IpAddr>,
+        user: &str,
+        per_user: bool,
+    ) -> Result<(), Limited> {
         let ip = client.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let user = key(user);
         let now = self.clock.now_ms();
@@ -126,6 +145,9 @@ impl LoginGuard {
             limit: Limit::ClientAddress,
             retry_after: wait(n),
         })?;
+        if !per_user {
+            return Ok(());
+        }
         self.per_user.check_key(&user).map_err(|n| Limited {
             limit: Limit::UserName,
             retry_after: wait(n),

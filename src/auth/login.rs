@@ -1,7 +1,7 @@
 //! Logins: a user (or a share) and a password, as each protocol writes them. One password
 //! verification whatever the outcome, so that timing tells nothing about which part was wrong.
 
-use super::guard::Limited;
+use super::guard::{Limited, SHARE_LOGIN};
 use super::users::{Status, User};
 use super::{password::Overloaded, shares::Share, Authenticator};
 use crate::store::StoreError;
@@ -29,6 +29,8 @@ pub enum LoginError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BadCredentialsReason {
     UnknownUser,
+    /// A share URL that is unknown, expired, revoked, or whose owner is not active.
+    UnknownShare,
     WrongPassword,
     UndecodablePassword,
     NotActive,
@@ -38,6 +40,7 @@ impl BadCredentialsReason {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::UnknownUser => "unknown_user",
+            Self::UnknownShare => "bad_share",
             Self::WrongPassword => "wrong_password",
             Self::UndecodablePassword => "undecodable_password",
             Self::NotActive => "not_active",
@@ -183,6 +186,30 @@ impl Authenticator {
             (Some(u), true, true) => return Ok(u),
         };
         Err(LoginError::BadCredentials(reason))
+    }
+
+    /// An ioGates share-URL login, under the login limits of its address (`guard`): a URL that
+    /// names no usable share counts as a failure.
+    pub fn share_login(&self, url: &str, client: Option<IpAddr>) -> Result<Grant, LoginError> {
+        if let Err(limited) = self.guard.admit_share_login(client) {
+            self.metrics
+                .logins_limited
+                .with_label_values(&[limited.limit.as_str()])
+                .inc();
+            return Err(LoginError::Limited(limited));
+        }
+        match self.share_grant(url) {
+            Some(grant) => {
+                self.guard.succeeded(client, SHARE_LOGIN);
+                Ok(grant)
+            }
+            None => {
+                self.guard.failed(client, SHARE_LOGIN);
+                Err(LoginError::BadCredentials(
+                    BadCredentialsReason::UnknownShare,
+                ))
+            }
+        }
     }
 
     /// The share a client's share URL names, if usable now: known, not expired, owner active.
