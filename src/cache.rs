@@ -52,6 +52,9 @@ impl CachedToken {
     }
 }
 
+/// Most revocations held in memory during a store outage (about 5 MiB).
+const MAX_UNSAVED: usize = 100_000;
+
 /// The cache's key: the first 128 bits of the token's SHA-256. Finding another token with the same
 /// key is a second-preimage search over 128 bits; the full hash still keys the store.
 type Key = u128;
@@ -278,16 +281,25 @@ impl TokenCache {
     }
 
     /// A revocation the store could not save: refuse the token in this process from now on,
-    /// until `saved` is called for it. Returns how many are held.
-    pub async fn hold_revoked(&self, hash: TokenHash) -> usize {
+    /// until `saved` is called for it. Returns how many are held, or `None` when the set is full:
+    /// anyone may ask to revoke any token value, so during an outage the set is bounded.
+    pub async fn hold_revoked(&self, hash: TokenHash) -> Option<usize> {
         let held = {
             let mut set = self.unsaved_set();
+            if set.len() >= MAX_UNSAVED && !set.contains(&hash) {
+                return None;
+            }
             set.insert(hash);
             self.unsaved_count.store(set.len(), Ordering::Release);
             set.len()
         };
         self.forget(hash).await;
-        held
+        Some(held)
+    }
+
+    /// Whether any revocation waits to be saved (one atomic load).
+    pub fn has_unsaved(&self) -> bool {
+        self.unsaved_count.load(Ordering::Acquire) > 0
     }
 
     /// The revocations held in memory, to retry.
@@ -324,6 +336,24 @@ mod tests {
             Duration::from_secs(60),
             Arc::new(Metrics::new()),
         )
+    }
+
+    #[tokio::test]
+    async fn held_revocations_are_refused_and_bounded() {
+        let c = cache(Arc::new(MemoryStore::new()));
+        assert!(!c.has_unsaved());
+        assert_eq!(c.hold_revoked(TokenHash::of("t")).await, Some(1));
+        assert!(c.has_unsaved());
+        assert!(matches!(
+            c.lookup(TokenHash::of("t"), 0).await.unwrap(),
+            Lookup::Unknown { .. }
+        ));
+        for i in 1..MAX_UNSAVED {
+            c.unsaved_set().insert(TokenHash::of(&i.to_string()));
+        }
+        assert_eq!(c.hold_revoked(TokenHash::of("one more")).await, None);
+        assert_eq!(c.hold_revoked(TokenHash::of("t")).await, Some(MAX_UNSAVED));
+        assert_eq!(c.saved(&TokenHash::of("t")), MAX_UNSAVED - 1);
     }
 
     #[tokio::test]

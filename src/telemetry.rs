@@ -58,7 +58,7 @@ pub fn init(config: &LogConfig) {
 struct PingoraRecords(tracing_log::LogTracer);
 
 /// A pingora message about the client leaving, not about a failure of ours.
-fn client_went_away(target: &str, message: &str) -> bool {
+fn reports_client_gone(target: &str, message: &str) -> bool {
     target.starts_with("pingora")
         && (message.starts_with("Fail to proxy: Downstream")
             || message.starts_with("Downstream handshake"))
@@ -72,7 +72,7 @@ impl log::Log for PingoraRecords {
     fn log(&self, record: &log::Record<'_>) {
         // Only warnings and errors are looked at (and formatted): they are rare.
         if record.level() <= log::Level::Warn
-            && client_went_away(record.target(), &record.args().to_string())
+            && reports_client_gone(record.target(), &record.args().to_string())
         {
             let demoted = log::Record::builder()
                 .args(*record.args())
@@ -213,16 +213,16 @@ mod tests {
     #[test]
     fn only_a_client_going_away_is_demoted() {
         let gone = "Fail to proxy: Downstream ReadError context: while reading request headers";
-        assert!(client_went_away("pingora_proxy", gone));
-        assert!(client_went_away(
+        assert!(reports_client_gone("pingora_proxy", gone));
+        assert!(reports_client_gone(
             "pingora_core::services::listening",
             "Downstream handshake error from 1.2.3.4: reset"
         ));
-        assert!(!client_went_away(
+        assert!(!reports_client_gone(
             "pingora_proxy",
             "Fail to proxy: Upstream ConnectRefused"
         ));
-        assert!(!client_went_away("authgate::api", gone));
+        assert!(!reports_client_gone("authgate::api", gone));
     }
 
     #[test]

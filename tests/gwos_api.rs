@@ -386,13 +386,8 @@ async fn validatetoken_and_the_proxy_agree_on_a_deactivated_user() {
     );
     assert_ne!(deactivated, users_yaml());
     std::fs::write(&file, deactivated).unwrap();
-    until_refused("the reload never came", || async {
-        get_with(&gw.url("/api/hosts"), &t, "a")
-            .await
-            .status()
-            .as_u16()
-    })
-    .await;
+    let hosts = gw.url("/api/hosts");
+    until_refused("the reload never came", || status_with(&hosts, &t, "a")).await;
     assert_eq!(
         text(post_form(&url, &validate).await).await,
         (200, "false".into())
@@ -419,11 +414,9 @@ async fn a_password_change_revokes_that_user_s_tokens() {
         &yaml[end..]
     );
     std::fs::write(&file, changed).unwrap();
-    until_refused("the old session still works", || async {
-        get_with(&gw.url("/api/hosts"), &reader, "a")
-            .await
-            .status()
-            .as_u16()
+    let hosts = gw.url("/api/hosts");
+    until_refused("the old session still works", || {
+        status_with(&hosts, &reader, "a")
     })
     .await;
     assert_eq!(

@@ -618,7 +618,7 @@ async fn a_users_file_caught_mid_write_is_refused_and_the_users_stay() {
     }
     let works = |t: String| {
         let url = format!("{}/still", s.base);
-        async move { get_with(&url, &t, APP).await.status().as_u16() }
+        async move { status_with(&url, &t, APP).await }
     };
 
     // Cut at a user boundary, as an editor saving in place can leave it: it parses, but 3 of the 4

@@ -16,7 +16,8 @@ pub struct Outcome {
     pub reply: Reply,
     /// Low-cardinality result class, e.g. `success`, `bad_credentials`, `bad_request`.
     pub result: &'static str,
-    /// The user concerned, as resolved (or as typed when unknown); never a secret.
+    /// The user concerned, as resolved (`unknown_user_label` when it matched none); never a
+    /// secret.
     pub user: Option<String>,
 }
 
@@ -63,10 +64,7 @@ pub fn login_limited(limited: &Limited, format: Format) -> Outcome {
 pub fn revocation_failed(e: &RevokeError, format: Format) -> Outcome {
     match e {
         RevokeError::Store(e) => store_failed(e, format),
-        RevokeError::NotSaved(_) => {
-            let failure = Failure::RevocationNotSaved;
-            Outcome::new(failure.reply(format), failure.label())
-        }
+        RevokeError::NotSaved(_) => Outcome::of(Failure::RevocationNotSaved, format),
     }
 }
 
@@ -79,10 +77,15 @@ impl Outcome {
         }
     }
 
-    /// A failure of the gateway's own, with its standard text; `cause` is logged at its level.
+    /// A failure of the gateway's own, answered with its standard text and labelled by its row.
+    pub fn of(failure: Failure, format: Format) -> Outcome {
+        Outcome::new(failure.reply(format), failure.label())
+    }
+
+    /// The same, with its `cause` logged at the failure's level.
     pub fn failed(failure: Failure, format: Format, cause: &dyn std::fmt::Display) -> Outcome {
         failure.log(cause);
-        Outcome::new(failure.reply(format), failure.label())
+        Outcome::of(failure, format)
     }
 
     /// The client's request cannot be read; `body` is the contract's exact answer.

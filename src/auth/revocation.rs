@@ -42,7 +42,10 @@ impl Authenticator {
                 Ok(existed)
             }
             Err(e) => {
-                let held = self.cache.hold_revoked(hash).await;
+                let Some(held) = self.cache.hold_revoked(hash).await else {
+                    // Full: answered as a store failure, nothing done (see `hold_revoked`).
+                    return Err(RevokeError::Store(e));
+                };
                 self.metrics.revocations_unsaved.set(held as i64);
                 counted.inc();
                 tracing::error!(
@@ -83,7 +86,7 @@ impl Authenticator {
 
     /// Whether anything waits for `save_held_revocations`.
     pub fn has_held_revocations(&self) -> bool {
-        !self.cache.unsaved().is_empty() || !self.unrevoked_subjects_list().is_empty()
+        self.cache.has_unsaved() || !self.unrevoked_subjects_list().is_empty()
     }
 
     fn unrevoked_subjects_list(&self) -> std::sync::MutexGuard<'_, Vec<String>> {

@@ -29,10 +29,7 @@ impl Gateway {
         .await
         {
             Ok(body) => body,
-            Err(BodyError::TooLarge) => {
-                let failure = Failure::TooLarge;
-                return Outcome::new(failure.reply(Format::Text), failure.label());
-            }
+            Err(BodyError::TooLarge) => return Outcome::of(Failure::TooLarge, Format::Text),
             Err(BodyError::Malformed) => {
                 return Outcome::bad_request(Format::Text, "Malformed request body")
             }

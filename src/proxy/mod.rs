@@ -140,7 +140,6 @@ impl Gateway {
         }
     }
 
-    /// The request target made canonical, once its Host is unambiguous too.
     /// An idle kept-alive connection is closed after `limits.keepalive_idle_seconds`; pingora
     /// alone keeps one open for ever. Only where keep-alive is on already: not after
     /// `Connection: close`, for an HTTP/1.0 client that did not ask, nor while shutting down.
@@ -156,6 +155,7 @@ impl Gateway {
         }
     }
 
+    /// The request target made canonical, once its Host is unambiguous too.
     fn read_target(&self, req: &RequestHeader) -> std::result::Result<RequestTarget, Unreadable> {
         headers::check_host(req)?;
         let target = RequestTarget::parse(req.raw_path(), &self.settings.path_policy)?;
@@ -168,7 +168,7 @@ impl Gateway {
 
 /// Whether `error` is the client closing or resetting its connection, or never finishing its
 /// request, rather than anything going wrong on this side.
-pub fn client_went_away(error: &Error) -> bool {
+fn client_went_away(error: &Error) -> bool {
     use ErrorType::*;
     *error.esource() == ErrorSource::Downstream
         && matches!(

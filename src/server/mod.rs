@@ -304,7 +304,6 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
 
     let purge = StorePurge {
         auth: auth.clone(),
-        store: store.clone(),
         every: Duration::from_secs(config.store.purge_interval_seconds.get()),
     };
     server.add_service(background_service("token purge", purge));
@@ -326,9 +325,9 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
 /// Deletes expired tokens from the store now and then, so that it does not grow without bound.
 /// Records it cannot decode are kept and counted (`authgate_store_undecodable_records`).
 struct StorePurge {
-    /// For the time: a token is purged when the clock that decides its validity says it is dead.
+    /// Its store, and its clock: a token is purged when the clock that decides its validity
+    /// says it is dead.
     auth: Arc<Authenticator>,
-    store: Arc<dyn TokenStore>,
     every: Duration,
 }
 
@@ -340,7 +339,7 @@ impl BackgroundService for StorePurge {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = ticks.tick() => match self.store.purge_expired(self.auth.now_ms()).await {
+                _ = ticks.tick() => match self.auth.cache().store().purge_expired(self.auth.now_ms()).await {
                     Ok(purged) => {
                         if purged.deleted > 0 {
                             tracing::info!(purged = purged.deleted, "expired tokens purged");
@@ -366,7 +365,8 @@ const STORE_RETRY_FIRST_MS: u64 = 100;
 const STORE_RETRY_MAX_MS: u64 = 2_000;
 
 /// Brings a failing store back without a restart: reopens it and proves a durable write, then
-/// saves the revocations held in memory meanwhile. Idle (one atomic load a tick) while healthy.
+/// saves the revocations held in memory meanwhile. While all is well a tick costs two atomic
+/// loads and one uncontended lock.
 struct StoreRecovery {
     auth: Arc<Authenticator>,
     health: Arc<StoreHealth>,

@@ -61,6 +61,11 @@ pub async fn get_with(url: &str, token: &str, app: &str) -> reqwest::Response {
         .unwrap()
 }
 
+/// The status of a GET with the GWOS credential headers.
+pub async fn status_with(url: &str, token: &str, app: &str) -> u16 {
+    get_with(url, token, app).await.status().as_u16()
+}
+
 /// A parsed HTTP/1.1 response from a raw connection.
 #[derive(Debug)]
 pub struct RawResponse {
