@@ -245,6 +245,17 @@ pub struct LimitsConfig {
     pub max_token_length: usize,
     /// How long a kept-alive client connection may sit idle before the next request begins.
     pub keepalive_idle_seconds: NonZeroU64,
+    /// How long a whole request header may take to arrive: from the connection's start for its
+    /// first request, from the first byte for later ones.
+    pub request_header_timeout_ms: NonZeroU64,
+    /// How long a forwarded request body may go without a byte arriving.
+    pub body_read_timeout_ms: NonZeroU64,
+    /// How long an upgraded connection (WebSocket) may go without traffic either way.
+    pub websocket_idle_timeout_seconds: NonZeroU64,
+    /// Client connections open at once, in all; beyond, new ones are closed at once.
+    pub max_connections: NonZeroUsize,
+    /// Client connections open at once from one address (a trusted proxy: only the total).
+    pub max_connections_per_client: NonZeroU32,
 }
 
 /// Password guessing, bounded (`auth::guard`): on GWOS login, GW8 authenticatePassword and ioGates
@@ -446,6 +457,11 @@ impl Default for LimitsConfig {
             auth_body_timeout_ms: 10_000,
             max_token_length: 256,
             keepalive_idle_seconds: nonzero(60),
+            request_header_timeout_ms: nonzero(10_000),
+            body_read_timeout_ms: nonzero(30_000),
+            websocket_idle_timeout_seconds: nonzero(3600),
+            max_connections: nonzero_usize(20_000),
+            max_connections_per_client: NonZeroU32::new(256).expect("non-zero"),
         }
     }
 }

@@ -38,7 +38,7 @@ impl TrustedProxies {
 }
 
 /// An IPv4 peer on an IPv6 socket (`::ffff:10.0.0.1`) is the IPv4 address.
-fn canonical_ip(ip: IpAddr) -> IpAddr {
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod forwarded;
 pub mod metrics;
 pub mod proxy;

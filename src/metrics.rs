@@ -25,6 +25,9 @@ pub const PASSWORD_WAITING: &str = "authgate_password_verifications_waiting";
 pub const PASSWORD_RUNNING: &str = "authgate_password_verifications_running";
 pub const PASSWORD_REJECTED: &str = "authgate_password_verifications_rejected_total";
 pub const LOGINS_LIMITED: &str = "authgate_login_limited_total";
+pub const CONNECTIONS_OPEN: &str = "authgate_connections_open";
+pub const CONNECTIONS_REFUSED: &str = "authgate_connections_refused_total";
+pub const CONNECTIONS_CLOSED: &str = "authgate_connections_closed_total";
 pub const BUILD_INFO: &str = "authgate_build_info";
 
 /// Label values, typed: a call site names a variant, never a string.
@@ -95,6 +98,23 @@ label!(
     }
 );
 
+label!(
+    /// Which connection limit refused a new connection (`authgate_connections_refused_total`).
+    ConnectionLimit {
+        Total => "total",
+        PerClient => "per_client",
+    }
+);
+
+label!(
+    /// Why authgate closed a client connection itself (`authgate_connections_closed_total`): a
+    /// request header not whole in time, or no next request on a kept-alive connection in time.
+    CloseReason {
+        HeaderTimeout => "header_timeout",
+        Idle => "idle",
+    }
+);
+
 pub struct Metrics {
     registry: Registry,
     /// route class × status class (`2xx` … `5xx`).
@@ -131,6 +151,12 @@ pub struct Metrics {
     pub password_rejected: IntCounter,
     /// limit (limited_client, limited_user, locked_out).
     pub logins_limited: IntCounterVec,
+    /// Client connections open on the proxy listener.
+    pub connections_open: IntGauge,
+    /// limit (total, per_client).
+    pub connections_refused: IntCounterVec,
+    /// reason (header_timeout, idle).
+    pub connections_closed: IntCounterVec,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -300,6 +326,23 @@ impl Metrics {
                 LOGINS_LIMITED,
                 "Login attempts refused by a login limit (429), by limit.",
                 &["limit"],
+            ),
+            connections_open: gauge(
+                &r,
+                CONNECTIONS_OPEN,
+                "Client connections open on the proxy listener.",
+            ),
+            connections_refused: counter_vec(
+                &r,
+                CONNECTIONS_REFUSED,
+                "New client connections closed at once because a connection limit was full.",
+                &["limit"],
+            ),
+            connections_closed: counter_vec(
+                &r,
+                CONNECTIONS_CLOSED,
+                "Client connections authgate closed itself, by reason (header_timeout, idle).",
+                &["reason"],
             ),
             registry: r,
         };

@@ -3,6 +3,7 @@
 //! are written by `respond`.
 
 pub mod body;
+pub mod connection;
 pub mod endpoints;
 pub mod headers;
 pub mod respond;
@@ -152,6 +153,9 @@ impl Gateway {
                 current.min(idle)
             };
             session.set_keepalive(Some(bounded));
+            if let Some(stream) = connection::client_stream(session) {
+                stream.set_idle(Duration::from_secs(bounded));
+            }
         }
     }
 
@@ -220,6 +224,13 @@ impl ProxyHttp for Gateway {
             upstream_ms: None,
             _in_flight: InFlight(self.in_flight.clone()),
         }
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        if let Some(stream) = connection::client_stream(session) {
+            stream.header_received();
+        }
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -402,6 +413,22 @@ impl ProxyHttp for Gateway {
             }
         }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        _ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        // A body arriving in parts reaches the client part by part, as it arrives.
+        if !end_of_stream {
+            if let Some(stream) = connection::client_stream(session) {
+                stream.flush_every_write();
+            }
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {

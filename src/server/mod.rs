@@ -13,8 +13,10 @@ use crate::auth::{Authenticator, TokenPolicy};
 use crate::cache::TokenCache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, StoreKind};
+use crate::connections::ConnectionLimits;
 use crate::forwarded::TrustedProxies;
 use crate::metrics::Metrics;
+use crate::proxy::connection::{Admission, ConnectionTiming};
 use crate::proxy::headers::{IdentityHeaders, Strip};
 use crate::proxy::upstream::Upstreams;
 use crate::proxy::{Gateway, GatewaySettings};
@@ -170,6 +172,52 @@ fn check_listen_addresses(config: &Config) -> anyhow::Result<()> {
 }
 
 /// Build the whole server. The config must have passed `Config::validate`.
+/// Raise the open-file limit to its hard limit, and bound `configured` connections by it: each
+/// client connection may need an upstream one too. Lowered (with a warning) rather than running
+/// out of descriptors, which stops accepting everything, admin probes' peers included.
+fn connection_limit(configured: usize) -> usize {
+    let Some(files) = raise_open_file_limit() else {
+        return configured;
+    };
+    let fits = usize::try_from(files / 2).unwrap_or(usize::MAX).max(1);
+    if configured > fits {
+        tracing::warn!(
+            max_connections = configured,
+            open_file_limit = files,
+            using = fits,
+            "limits.max_connections needs more file descriptors than the open-file limit allows; \
+             lowered to fit (raise the hard limit: ulimit -Hn, LimitNOFILE=)"
+        );
+        return fits;
+    }
+    configured
+}
+
+/// The open-file limit after raising the soft limit to the hard one.
+fn raise_open_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    #[allow(clippy::useless_conversion)] // rlim_t is u64 on Linux, not everywhere
+    Some(u64::from(limit.rlim_cur))
+}
+
 pub fn build_server(config: &Config) -> anyhow::Result<Built> {
     build_server_with_clock(config, Arc::new(SystemClock))
 }
@@ -268,8 +316,21 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
         settings,
         in_flight: in_flight.clone(),
     };
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "authgate");
+    let admission = Admission {
+        app: Arc::new(pingora::proxy::http_proxy(&server.configuration, gateway)),
+        limits: ConnectionLimits::new(
+            connection_limit(config.limits.max_connections.get()),
+            config.limits.max_connections_per_client.get(),
+            TrustedProxies::new(&config.forwarding.trusted_proxies),
+            metrics.connections_open.clone(),
+        ),
+        timing: ConnectionTiming {
+            header: Duration::from_millis(config.limits.request_header_timeout_ms.get()),
+            idle: Duration::from_secs(config.limits.keepalive_idle_seconds.get()),
+        },
+        metrics: metrics.clone(),
+    };
+    let mut proxy = Service::new("authgate".into(), admission);
     proxy.add_tcp(&config.listen);
     server.add_service(proxy);
 

@@ -1,0 +1,177 @@
+//! How many client connections are open, in all and per client address, and whether one more may
+//! be: the first line against a flood of connections. No pingora types here; `proxy::connection`
+//! asks at accept time and holds the permit for as long as the connection lives.
+//!
+//! The address is the TCP peer. A peer in `trusted_proxies` (a load balancer carrying many
+//! clients) is not limited per address, only in the total.
+
+use crate::forwarded::{canonical_ip, TrustedProxies};
+use crate::metrics::ConnectionLimit;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+pub struct ConnectionLimits {
+    max_total: usize,
+    max_per_client: u32,
+    exempt: TrustedProxies,
+    open: Mutex<Open>,
+    open_gauge: prometheus::IntGauge,
+}
+
+#[derive(Default)]
+struct Open {
+    total: usize,
+    /// Only addresses with at least one connection: the map shrinks as they close.
+    per_client: HashMap<IpAddr, u32>,
+}
+
+/// One admitted connection; dropping it gives its place back.
+pub struct ConnectionPermit {
+    limits: Arc<ConnectionLimits>,
+    /// The address counted against, if any (not a trusted proxy, not a Unix socket).
+    client: Option<IpAddr>,
+}
+
+impl std::fmt::Debug for ConnectionPermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionPermit")
+            .field("client", &self.client)
+            .finish()
+    }
+}
+
+impl ConnectionLimits {
+    /// `open_gauge` follows the number of admitted connections.
+    pub fn new(
+        max_total: usize,
+        max_per_client: u32,
+        exempt: TrustedProxies,
+        open_gauge: prometheus::IntGauge,
+    ) -> Arc<ConnectionLimits> {
+        Arc::new(ConnectionLimits {
+            max_total,
+            max_per_client,
+            exempt,
+            open: Mutex::new(Open::default()),
+            open_gauge,
+        })
+    }
+
+    /// A place for one more connection from `peer`, or which limit is full.
+    pub fn admit(
+        self: &Arc<Self>,
+        peer: Option<IpAddr>,
+    ) -> Result<ConnectionPermit, ConnectionLimit> {
+        let client = peer
+            .map(canonical_ip)
+            .filter(|ip| !self.exempt.contains(*ip));
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.total >= self.max_total {
+            return Err(ConnectionLimit::Total);
+        }
+        if let Some(ip) = client {
+            let count = open.per_client.entry(ip).or_insert(0);
+            if *count >= self.max_per_client {
+                return Err(ConnectionLimit::PerClient);
+            }
+            *count += 1;
+        }
+        open.total += 1;
+        self.open_gauge.inc();
+        Ok(ConnectionPermit {
+            limits: self.clone(),
+            client,
+        })
+    }
+
+    /// Connections open now (admitted and not yet closed).
+    pub fn open(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).total
+    }
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        let mut open = self.limits.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.total -= 1;
+        if let Some(ip) = self.client {
+            if let std::collections::hash_map::Entry::Occupied(mut entry) =
+                open.per_client.entry(ip)
+            {
+                *entry.get_mut() -= 1;
+                if *entry.get() == 0 {
+                    entry.remove();
+                }
+            }
+        }
+        self.limits.open_gauge.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(total: usize, per_client: u32, exempt: &[&str]) -> Arc<ConnectionLimits> {
+        let exempt: Vec<String> = exempt.iter().map(|s| s.to_string()).collect();
+        ConnectionLimits::new(
+            total,
+            per_client,
+            TrustedProxies::new(&exempt),
+            prometheus::IntGauge::new("open", "open").unwrap(),
+        )
+    }
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().unwrap())
+    }
+
+    #[test]
+    fn one_address_is_held_to_its_share_and_others_still_get_in() {
+        let limits = limits(10, 2, &[]);
+        let a1 = limits.admit(ip("10.0.0.1")).unwrap();
+        let _a2 = limits.admit(ip("10.0.0.1")).unwrap();
+        assert_eq!(
+            limits.admit(ip("10.0.0.1")).unwrap_err(),
+            ConnectionLimit::PerClient
+        );
+        // The same address written as IPv4-mapped IPv6 is the same client.
+        assert_eq!(
+            limits.admit(ip("::ffff:10.0.0.1")).unwrap_err(),
+            ConnectionLimit::PerClient
+        );
+        let _b = limits.admit(ip("10.0.0.2")).unwrap();
+        drop(a1);
+        let _a3 = limits.admit(ip("10.0.0.1")).unwrap();
+        assert_eq!(limits.open(), 3);
+    }
+
+    #[test]
+    fn the_total_bounds_everyone_and_closing_gives_places_back() {
+        let limits = limits(2, 5, &[]);
+        let a = limits.admit(ip("10.0.0.1")).unwrap();
+        let _b = limits.admit(None).unwrap();
+        assert_eq!(
+            limits.admit(ip("10.0.0.3")).unwrap_err(),
+            ConnectionLimit::Total
+        );
+        drop(a);
+        let _c = limits.admit(ip("10.0.0.3")).unwrap();
+        assert_eq!(limits.open_gauge.get(), 2);
+        let gone: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(!limits.open.lock().unwrap().per_client.contains_key(&gone));
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_limited_only_in_the_total() {
+        let limits = limits(4, 1, &["10.1.0.0/16"]);
+        let _held: Vec<_> = (0..4)
+            .map(|_| limits.admit(ip("10.1.2.3")).unwrap())
+            .collect();
+        assert_eq!(
+            limits.admit(ip("10.1.2.3")).unwrap_err(),
+            ConnectionLimit::Total
+        );
+    }
+}
