@@ -17,6 +17,8 @@ fn start(adjust: impl FnOnce(&mut Config)) -> (Gateway, RawUpstream) {
         "/public".into(),
         "/chunked".into(),
         "/chunked-trailer".into(),
+        "/slow-length".into(),
+        "/upgrade".into(),
     ];
     adjust(&mut config);
     (Gateway::start(config), upstream)
@@ -271,4 +273,106 @@ fn an_idle_kept_alive_connection_is_closed_after_the_idle_limit() {
         waited < Duration::from_secs(3),
         "closed about a second after the last answer: {waited:?}"
     );
+}
+
+/// A Content-Length response arriving slowly reaches the client as it arrives: pingora alone
+/// held even the header back until 1460 bytes or the whole body had gathered.
+#[test]
+fn a_content_length_body_reaches_the_client_as_it_arrives() {
+    let (gw, _up) = start(|_| {});
+    let mut conn = RawConn::open(gw.addr);
+    conn.send("GET /slow-length HTTP/1.1\r\nHost: app\r\n\r\n");
+    let sent = std::time::Instant::now();
+    let first = conn.read_available(Duration::from_millis(1000));
+    assert!(first.starts_with("HTTP/1.1 200"), "{first:?}");
+    assert!(
+        first.ends_with("hello"),
+        "the first part came before the second: {first:?}"
+    );
+    let rest = conn.read_available(Duration::from_secs(5));
+    assert_eq!(rest, "world");
+    assert!(sent.elapsed() >= Duration::from_millis(1400));
+}
+
+/// An upgraded connection (WebSocket) lives by `limits.websocket_idle_timeout_seconds`, not the
+/// upstream's read timeout: an idle WebSocket was cut after 30 s with no close frame.
+#[test]
+fn an_idle_websocket_outlives_the_upstream_read_timeout_up_to_its_own() {
+    let (gw, up) = start(|c| {
+        c.upstreams.get_mut("main").unwrap().read_timeout_ms = nz(300);
+        c.limits.websocket_idle_timeout_seconds = nz(2);
+    });
+    let mut conn = RawConn::open(gw.addr);
+    conn.send(
+        "GET /upgrade HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    );
+    let switched = conn.read_available(Duration::from_secs(2));
+    assert!(switched.starts_with("HTTP/1.1 101"), "{switched:?}");
+    std::thread::sleep(Duration::from_millis(1000));
+    conn.send("ping");
+    assert_eq!(conn.read_available(Duration::from_secs(2)), "ping");
+    assert_eq!(up.count(), 1);
+    let idle = std::time::Instant::now();
+    assert!(
+        conn.is_closed_by_peer(),
+        "an idle WebSocket ends at its own limit"
+    );
+    let waited = idle.elapsed();
+    assert!(
+        (Duration::from_millis(1500)..Duration::from_secs(5)).contains(&waited),
+        "closed about 2 s after the last traffic: {waited:?}"
+    );
+}
+
+/// `Expect: 100-continue` does not cost the connection: pingora answered `Connection: close`.
+#[test]
+fn expect_100_continue_keeps_the_connection_alive() {
+    let (gw, up) = start(|_| {});
+    let mut conn = RawConn::open(gw.addr);
+    conn.send(
+        "POST /public/upload HTTP/1.1\r\nHost: app\r\nContent-Length: 5\r\n\
+         Expect: 100-continue\r\n\r\n",
+    );
+    let interim = conn.read_available(Duration::from_secs(2));
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim:?}");
+    conn.send("hello");
+    let answer = conn.read_response();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("connection"), Some("keep-alive"));
+    conn.send("GET /public/again HTTP/1.1\r\nHost: app\r\n\r\n");
+    assert_eq!(conn.read_response().status, 200);
+    let seen = up.requests();
+    assert_eq!(seen[0].body, b"hello");
+    assert_eq!(
+        seen[0].header("expect"),
+        None,
+        "answered here, not passed on"
+    );
+    assert_eq!(seen[1].path(), "/public/again");
+}
+
+/// A login body sent only after `100 Continue` (curl does so for larger bodies) is answered at
+/// once, not after the client gives up waiting.
+#[test]
+fn a_login_that_expects_100_continue_gets_it() {
+    let (gw, _up) = start(|_| {});
+    let body = format!(
+        "user={}&password={}&gwos-app-name={APP}",
+        urlencode(&b64("admin")),
+        urlencode(&b64(ADMIN_PASSWORD))
+    );
+    let mut conn = RawConn::open(gw.addr);
+    conn.send(&format!(
+        "POST /api/auth/login HTTP/1.1\r\nHost: app\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Expect: 100-continue\r\n\r\n",
+        body.len()
+    ));
+    let interim = conn.read_available(Duration::from_millis(500));
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim:?}");
+    conn.send(&body);
+    let answer = conn.read_response();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.text().len(), 36, "a GWOS token");
 }

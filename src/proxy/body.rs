@@ -27,6 +27,9 @@ pub async fn read_bounded(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(BodyError::TooLarge);
     }
+    if continue_if_expected(session).await.is_err() {
+        return Err(BodyError::Malformed);
+    }
     let read_all = async {
         let mut body = BytesMut::new();
         loop {
@@ -45,4 +48,24 @@ pub async fn read_bounded(
     tokio::time::timeout(timeout, read_all)
         .await
         .unwrap_or(Err(BodyError::Malformed))
+}
+
+/// Send `100 Continue` when the client waits for it before its body (`Expect: 100-continue`).
+/// pingora would mark the connection for closing, as for any answer written before the body has
+/// been read; an interim answer is not one, so that rule is lifted while it is written.
+pub async fn continue_if_expected(session: &mut Session) -> pingora::Result<()> {
+    let req = session.req_header();
+    let expects = req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !expects || session.is_body_done() {
+        return Ok(());
+    }
+    let downstream = session.as_downstream_mut();
+    downstream.set_close_on_response_before_downstream_finish(false);
+    let written = downstream.write_continue_response().await;
+    downstream.set_close_on_response_before_downstream_finish(true);
+    written
 }

@@ -39,6 +39,10 @@ pub struct GatewaySettings {
     pub auth_body_timeout: Duration,
     /// `limits.keepalive_idle_seconds`.
     pub keepalive_idle_secs: u64,
+    /// Longest wait for the next byte of a forwarded request body.
+    pub body_read_timeout: Duration,
+    /// Longest silence, both ways, on an upgraded connection (WebSocket).
+    pub websocket_idle: Duration,
     pub failed_login_status: u16,
     pub path_policy: PathPolicy,
     pub trusted_proxies: TrustedProxies,
@@ -159,6 +163,20 @@ impl Gateway {
         }
     }
 
+    /// A request about to be forwarded: the body's read timeout (or an upgraded connection's idle
+    /// one), and the `100 Continue` a client waits for before sending its body. authgate answers
+    /// that itself, as nginx does, and `Expect` does not go upstream: pingora, relaying the
+    /// upstream's 100, closed the connection after the response.
+    async fn prepare_to_forward(&self, session: &mut Session) -> Result<()> {
+        let read_timeout = if session.is_upgrade_req() {
+            self.settings.websocket_idle
+        } else {
+            self.settings.body_read_timeout
+        };
+        session.set_read_timeout(Some(read_timeout));
+        body::continue_if_expected(session).await
+    }
+
     /// The request target made canonical, once its Host is unambiguous too.
     fn read_target(&self, req: &RequestHeader) -> std::result::Result<RequestTarget, Unreadable> {
         headers::check_host(req)?;
@@ -265,6 +283,7 @@ impl ProxyHttp for Gateway {
                     .any(|p| has_prefix(path, p))
                 {
                     ctx.public = true;
+                    self.prepare_to_forward(session).await?;
                     return Ok(false);
                 }
                 let wants_json = headers::wants_json(req);
@@ -272,6 +291,7 @@ impl ProxyHttp for Gateway {
                 match self.auth.authorize(credentials, &req.method, path).await {
                     Ok(principal) => {
                         ctx.principal = Some(principal);
+                        self.prepare_to_forward(session).await?;
                         return Ok(false);
                     }
                     Err(denial) => {
@@ -304,12 +324,19 @@ impl ProxyHttp for Gateway {
         Ok(true)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         ctx.upstream_started = Some(Instant::now());
         let path = ctx.target.as_ref().map_or("/", RequestTarget::path);
         let pool = self.upstreams.route(path);
         match pool.peer() {
-            Some(peer) => Ok(Box::new(peer)),
+            Some(mut peer) => {
+                // An upgraded connection may sit quiet far longer than a response may take.
+                if session.is_upgrade_req() {
+                    peer.options.read_timeout = Some(self.settings.websocket_idle);
+                    peer.options.write_timeout = Some(self.settings.websocket_idle);
+                }
+                Ok(Box::new(peer))
+            }
             None => {
                 let mut e = Error::explain(
                     ErrorType::ConnectNoRoute,
@@ -344,6 +371,8 @@ impl ProxyHttp for Gateway {
             upstream.insert_header(http::header::HOST, host)?;
         }
         headers::collapse_content_length(upstream)?;
+        // Answered here already (`prepare_to_forward`).
+        upstream.remove_header(&http::header::EXPECT);
         self.settings.strip.apply(upstream);
         if let Some(p) = &ctx.principal {
             upstream.insert_header(identity.user.clone(), p.subject())?;

@@ -306,6 +306,8 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
         auth_body_limit: config.limits.auth_body_max_bytes.get(),
         auth_body_timeout: Duration::from_millis(config.limits.auth_body_timeout_ms),
         keepalive_idle_secs: config.limits.keepalive_idle_seconds.get(),
+        body_read_timeout: Duration::from_millis(config.limits.body_read_timeout_ms.get()),
+        websocket_idle: Duration::from_secs(config.limits.websocket_idle_timeout_seconds.get()),
         failed_login_status: config.gwos.failed_login_status.code(),
         path_policy: config.request_path,
         trusted_proxies: TrustedProxies::new(&config.forwarding.trusted_proxies),

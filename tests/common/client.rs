@@ -151,6 +151,36 @@ impl RawConn {
         response
     }
 
+    /// What arrives within `wait` after the first bytes (at most `wait` for those), as text.
+    pub fn read_available(&mut self, wait: Duration) -> String {
+        let stream = self.reader.get_ref();
+        stream.set_read_timeout(Some(wait)).unwrap();
+        let mut got = self
+            .reader
+            .fill_buf()
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
+        self.reader.consume(got.len());
+        // Whatever else is already on its way.
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        while let Ok(more) = self.reader.fill_buf() {
+            if more.is_empty() {
+                break;
+            }
+            let n = more.len();
+            got.extend_from_slice(more);
+            self.reader.consume(n);
+        }
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
     /// True when the server has closed the connection (EOF on read).
     pub fn is_closed_by_peer(&mut self) -> bool {
         let mut buf = [0u8; 1];

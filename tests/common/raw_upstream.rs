@@ -2,7 +2,8 @@
 //! where *exactly* what reached the upstream is the subject (a parsing library would normalise it).
 //!
 //! Answers: `/chunked-trailer` sends a chunked body with a trailer, `/chunked` a chunked body,
-//! anything else `200 upstream ok` with a Content-Length.
+//! `/slow-length` a Content-Length body in two parts 1.5 s apart, `/upgrade` switches protocols
+//! (101) and then echoes every byte back; anything else `200 upstream ok` with a Content-Length.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -107,8 +108,27 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<RawRequest> {
     Some(request)
 }
 
+/// After a 101: echo what arrives until the client goes.
+fn echo(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream) {
+    let _ = reader.get_ref().set_read_timeout(None);
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = reader.read(&mut buf) {
+        if n == 0 || writer.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
 fn respond(stream: &mut TcpStream, request: &RawRequest) -> std::io::Result<()> {
     let answer: &[u8] = match request.path() {
+        "/slow-length" => {
+            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")?;
+            std::thread::sleep(Duration::from_millis(1500));
+            b"world"
+        }
+        "/upgrade" => {
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        }
         "/chunked-trailer" => {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n\
               6\r\nhello \r\n5\r\nworld\r\n0\r\nX-Checksum: 42\r\n\r\n"
@@ -135,6 +155,9 @@ fn serve(stream: TcpStream, log: Arc<Mutex<Vec<RawRequest>>>) {
         log.lock().unwrap().push(request.clone());
         if respond(&mut writer, &request).is_err() || close {
             return;
+        }
+        if request.path() == "/upgrade" {
+            return echo(&mut reader, &mut writer);
         }
     }
 }
