@@ -47,7 +47,7 @@ fn authenticator(store: Arc<dyn TokenStore>, max_ttl: Duration) -> Authenticator
     );
     Authenticator::new(
         UserDirectory::demo(),
-        PasswordVerifier::new(1, 1, metrics.password_rejected.clone()),
+        PasswordVerifier::new(1, 1, 1, metrics.password_rejected.clone()),
         cache,
         None,
         TokenPolicy::from_config(&Config::default()),

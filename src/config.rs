@@ -309,6 +309,8 @@ pub struct PasswordHashingConfig {
     pub max_concurrent: NonZeroUsize,
     /// Verifications allowed to wait; beyond, logins get 503 at once.
     pub max_waiting: usize,
+    /// Of those, how many one client address may hold.
+    pub max_waiting_per_client: NonZeroUsize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -484,6 +486,7 @@ impl Default for PasswordHashingConfig {
             // Leave at least one core to proxying during a login flood.
             max_concurrent: nonzero_usize((cores / 2).max(1)),
             max_waiting: 64,
+            max_waiting_per_client: nonzero_usize(8),
         }
     }
 }

@@ -158,7 +158,7 @@ impl Authenticator {
                 .inc();
             return Err(LoginError::Limited(limited));
         }
-        let checked = self.verify_password(user, password).await;
+        let checked = self.verify_password(user, password, client).await;
         match &checked {
             Ok(_) => self.guard.succeeded(client, name),
             Err(LoginError::BadCredentials(_)) => self.guard.failed(client, name),
@@ -171,12 +171,13 @@ impl Authenticator {
         &self,
         user: Option<Arc<User>>,
         password: Option<String>,
+        client: Option<IpAddr>,
     ) -> Result<Arc<User>, LoginError> {
         let decodable = password.is_some();
         let hash = user.as_ref().filter(|_| decodable).map(|u| &u.password);
         let matched = self
             .verifier
-            .verify(hash, password.unwrap_or_default())
+            .verify(hash, password.unwrap_or_default(), client)
             .await?;
         let reason = match (user, decodable, matched) {
             (None, _, _) => BadCredentialsReason::UnknownUser,

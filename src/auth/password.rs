@@ -3,8 +3,10 @@
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier as _, SaltString};
 use argon2::Argon2;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 /// A stored password hash, checked for shape when the users file is loaded. Equal when the
 /// stored strings are: a changed hash is a changed password.
@@ -68,7 +70,8 @@ pub fn hash_password(password: &str) -> String {
         .to_string()
 }
 
-/// Too many verifications already waiting: the caller answers 503 at once.
+/// Too many verifications already waiting, in all or from this client: the caller answers 503 at
+/// once.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Overloaded;
 
@@ -104,13 +107,97 @@ fn lower_this_threads_priority() {
 #[cfg(not(target_os = "linux"))]
 fn lower_this_threads_priority() {}
 
+/// Waiting verifications, served one client at a time in turn (round robin), so that a flood
+/// from some addresses delays another address's login by one verification per flooding address,
+/// not by the whole queue. `None` is the bucket of requests with no known address.
+#[derive(Default)]
+struct FairQueue {
+    by_client: HashMap<Option<IpAddr>, VecDeque<Job>>,
+    /// Clients with jobs waiting, in the order they are served next.
+    turns: VecDeque<Option<IpAddr>>,
+    waiting: usize,
+    closed: bool,
+}
+
+impl FairQueue {
+    fn push(&mut self, client: Option<IpAddr>, job: Job, limits: QueueLimits) -> Result<(), Job> {
+        if self.waiting >= limits.total {
+            return Err(job);
+        }
+        let queue = self.by_client.entry(client).or_default();
+        if queue.len() >= limits.per_client {
+            return Err(job);
+        }
+        if queue.is_empty() {
+            self.turns.push_back(client);
+        }
+        queue.push_back(job);
+        self.waiting += 1;
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Option<Job> {
+        let client = self.turns.pop_front()?;
+        let queue = self.by_client.get_mut(&client)?;
+        let job = queue.pop_front()?;
+        if queue.is_empty() {
+            self.by_client.remove(&client);
+        } else {
+            self.turns.push_back(client);
+        }
+        self.waiting -= 1;
+        Some(job)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct QueueLimits {
+    total: usize,
+    per_client: usize,
+}
+
+struct Pool {
+    queue: Mutex<FairQueue>,
+    ready: Condvar,
+    running: AtomicUsize,
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FairQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A verification thread: the next job in turn, until the verifier is dropped.
+    fn work(&self) {
+        lower_this_threads_priority();
+        loop {
+            let job = {
+                let mut queue = self.lock();
+                loop {
+                    if queue.closed {
+                        return;
+                    }
+                    if let Some(job) = queue.pop() {
+                        break job;
+                    }
+                    queue = self.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            self.running.fetch_add(1, Ordering::AcqRel);
+            let matched = job.hash.verify_blocking(job.password.as_bytes());
+            self.running.fetch_sub(1, Ordering::AcqRel);
+            let _ = job.reply.send(matched);
+        }
+    }
+}
+
 /// Verifies passwords on its own small pool of low-priority threads, at most `max_concurrent` at
-/// once and at most `max_waiting` queued, so that a login flood cannot starve proxying.
+/// once and at most `max_waiting` queued (`max_waiting_per_client` from one address), taking the
+/// waiting clients in turn, so that a login flood can neither starve proxying nor other clients'
+/// logins.
 pub struct PasswordVerifier {
-    jobs: std::sync::mpsc::Sender<Job>,
-    waiting: Arc<AtomicUsize>,
-    running: Arc<AtomicUsize>,
-    max_waiting: usize,
+    pool: Arc<Pool>,
+    limits: QueueLimits,
     /// Verified when the user is unknown, so that an unknown user costs what a wrong password costs.
     dummy: StoredHash,
     rejected: prometheus::IntCounter,
@@ -121,43 +208,29 @@ impl PasswordVerifier {
     pub fn new(
         max_concurrent: usize,
         max_waiting: usize,
+        max_waiting_per_client: usize,
         rejected: prometheus::IntCounter,
     ) -> PasswordVerifier {
-        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
-        let queue = Arc::new(std::sync::Mutex::new(queue));
-        let waiting = Arc::new(AtomicUsize::new(0));
-        let running = Arc::new(AtomicUsize::new(0));
+        let pool = Arc::new(Pool {
+            queue: Mutex::new(FairQueue::default()),
+            ready: Condvar::new(),
+            running: AtomicUsize::new(0),
+        });
         for i in 0..max_concurrent.max(1) {
-            let (queue, waiting, running) = (queue.clone(), waiting.clone(), running.clone());
+            let pool = pool.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("authgate-password-{i}"))
-                .spawn(move || {
-                    lower_this_threads_priority();
-                    loop {
-                        // The pool ends when the verifier (the only sender) is dropped.
-                        let Ok(job) = queue
-                            .lock()
-                            .map_err(drop)
-                            .and_then(|q| q.recv().map_err(drop))
-                        else {
-                            return;
-                        };
-                        waiting.fetch_sub(1, Ordering::AcqRel);
-                        running.fetch_add(1, Ordering::AcqRel);
-                        let matched = job.hash.verify_blocking(job.password.as_bytes());
-                        running.fetch_sub(1, Ordering::AcqRel);
-                        let _ = job.reply.send(matched);
-                    }
-                });
+                .spawn(move || pool.work());
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "could not start a password thread");
             }
         }
         PasswordVerifier {
-            jobs,
-            waiting,
-            running,
-            max_waiting,
+            pool,
+            limits: QueueLimits {
+                total: max_waiting,
+                per_client: max_waiting_per_client,
+            },
             dummy: StoredHash::Argon2id(hash_password("authgate-dummy-password")),
             rejected,
         }
@@ -165,27 +238,22 @@ impl PasswordVerifier {
 
     /// Verifications currently waiting for a thread.
     pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        self.pool.lock().waiting
     }
 
     /// Verifications currently running.
     pub fn running(&self) -> usize {
-        self.running.load(Ordering::Relaxed)
+        self.pool.running.load(Ordering::Relaxed)
     }
 
     /// `Ok(true)` only when `hash` is present and matches. With no hash the dummy is verified and the
-    /// answer is `Ok(false)`.
+    /// answer is `Ok(false)`. `client` is whose turn this verification waits for.
     pub async fn verify(
         &self,
         hash: Option<&StoredHash>,
         password: String,
+        client: Option<IpAddr>,
     ) -> Result<bool, Overloaded> {
-        let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
-        if queued >= self.max_waiting {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            self.rejected.inc();
-            return Err(Overloaded);
-        }
         let known = hash.is_some();
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job {
@@ -193,12 +261,21 @@ impl PasswordVerifier {
             password,
             reply,
         };
-        if self.jobs.send(job).is_err() {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(Overloaded); // no thread could be started
+        if self.pool.lock().push(client, job, self.limits).is_err() {
+            self.rejected.inc();
+            return Err(Overloaded);
         }
-        let matched = answer.await.unwrap_or(false);
+        self.pool.ready.notify_one();
+        // No answer: no thread could be started.
+        let matched = answer.await.map_err(|_| Overloaded)?;
         Ok(known && matched)
+    }
+}
+
+impl Drop for PasswordVerifier {
+    fn drop(&mut self) {
+        self.pool.lock().closed = true;
+        self.pool.ready.notify_all();
     }
 }
 
@@ -240,16 +317,75 @@ mod tests {
     #[tokio::test]
     async fn unknown_user_is_false_and_overload_is_refused() {
         let rejected = prometheus::IntCounter::new("r", "r").unwrap();
-        let v = PasswordVerifier::new(1, 0, rejected.clone());
-        assert_eq!(v.verify(None, "x".into()).await, Err(Overloaded));
+        let v = PasswordVerifier::new(1, 0, 4, rejected.clone());
+        assert_eq!(v.verify(None, "x".into(), None).await, Err(Overloaded));
         assert_eq!(rejected.get(), 1);
-        let v = PasswordVerifier::new(1, 4, rejected);
+        let v = PasswordVerifier::new(1, 4, 4, rejected);
         assert_eq!(
-            v.verify(None, "authgate-dummy-password".into()).await,
+            v.verify(None, "authgate-dummy-password".into(), None).await,
             Ok(false)
         );
         let h = StoredHash::parse(&hash_password("pw")).unwrap();
-        assert_eq!(v.verify(Some(&h), "pw".into()).await, Ok(true));
+        assert_eq!(v.verify(Some(&h), "pw".into(), None).await, Ok(true));
         assert_eq!(v.waiting(), 0);
+    }
+
+    fn job() -> Job {
+        Job {
+            hash: StoredHash::Bcrypt(String::new()),
+            password: String::new(),
+            reply: tokio::sync::oneshot::channel().0,
+        }
+    }
+
+    fn ip(last: u8) -> Option<IpAddr> {
+        Some(IpAddr::from([192, 0, 2, last]))
+    }
+
+    /// A flooding address waits its turn like any other: the next job of another address comes
+    /// second, not after the whole flood.
+    #[test]
+    fn waiting_clients_are_served_in_turn() {
+        let limits = QueueLimits {
+            total: 100,
+            per_client: 50,
+        };
+        let mut queue = FairQueue::default();
+        for _ in 0..40 {
+            assert!(queue.push(ip(1), job(), limits).is_ok());
+        }
+        let mut marked = job();
+        marked.password = "legit".into();
+        assert!(queue.push(ip(2), marked, limits).is_ok());
+        assert_eq!(queue.pop().unwrap().password, "");
+        assert_eq!(queue.pop().unwrap().password, "legit");
+        assert_eq!(queue.waiting, 39);
+        while queue.pop().is_some() {}
+        assert!(queue.by_client.is_empty() && queue.turns.is_empty());
+    }
+
+    #[test]
+    fn one_address_holds_at_most_its_share_of_the_queue() {
+        let limits = QueueLimits {
+            total: 10,
+            per_client: 3,
+        };
+        let mut queue = FairQueue::default();
+        for _ in 0..3 {
+            assert!(queue.push(ip(1), job(), limits).is_ok());
+        }
+        assert!(queue.push(ip(1), job(), limits).is_err());
+        for _ in 0..7 {
+            assert!(queue.push(ip(2), job(), limits).is_err() || queue.waiting <= 10);
+        }
+        assert_eq!(queue.waiting, 6, "3 each");
+        for last in 3..10 {
+            let _ = queue.push(ip(last), job(), limits);
+        }
+        assert_eq!(queue.waiting, 10);
+        assert!(
+            queue.push(ip(20), job(), limits).is_err(),
+            "the total still holds"
+        );
     }
 }

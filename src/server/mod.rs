@@ -250,6 +250,7 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
     let verifier = PasswordVerifier::new(
         config.password_hashing.max_concurrent.get(),
         config.password_hashing.max_waiting,
+        config.password_hashing.max_waiting_per_client.get(),
         metrics.password_rejected.clone(),
     );
     let policy = TokenPolicy::from_config(config);
