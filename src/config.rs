@@ -326,6 +326,11 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter (e.g. `info`, `authgate=debug`); `RUST_LOG` wins over it.
     pub level: String,
+    /// How often, during a flood, one summary line says what was refused or cut off.
+    pub flood_report_seconds: NonZeroU64,
+    /// Audit lines of failed and refused logins written per second at most (successes always
+    /// are); the rest are counted in the flood report.
+    pub audit_failures_per_second: NonZeroU32,
 }
 
 pub const DEMO_UPSTREAM_ADDR: &str = "127.0.0.1:8081";
@@ -462,7 +467,7 @@ impl Default for LimitsConfig {
             request_header_timeout_ms: nonzero(10_000),
             body_read_timeout_ms: nonzero(30_000),
             websocket_idle_timeout_seconds: nonzero(3600),
-            max_connections: nonzero_usize(20_000),
+            max_connections: nonzero_usize(10_000),
             max_connections_per_client: NonZeroU32::new(256).expect("non-zero"),
         }
     }
@@ -486,7 +491,7 @@ impl Default for PasswordHashingConfig {
             // Leave at least one core to proxying during a login flood.
             max_concurrent: nonzero_usize((cores / 2).max(1)),
             max_waiting: 64,
-            max_waiting_per_client: nonzero_usize(8),
+            max_waiting_per_client: nonzero_usize(16),
         }
     }
 }
@@ -496,6 +501,8 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Pretty,
             level: "info".into(),
+            flood_report_seconds: nonzero(10),
+            audit_failures_per_second: NonZeroU32::new(20).expect("non-zero"),
         }
     }
 }

@@ -20,6 +20,39 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
 /// The filter: `RUST_LOG` when set, else the configured level.
+/// Lines of one kind, at most so many a second (governor's GCRA, with a burst of as many): the
+/// rest are counted, and the flood report says how many in one line. Under a flood, one line per
+/// event would be a flood of its own.
+pub struct LogBudget {
+    limiter: governor::DefaultDirectRateLimiter,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl LogBudget {
+    pub fn per_second(lines: std::num::NonZeroU32) -> LogBudget {
+        LogBudget {
+            limiter: governor::RateLimiter::direct(governor::Quota::per_second(lines)),
+            suppressed: Default::default(),
+        }
+    }
+
+    /// Whether one more line may be written now; if not, it is counted as suppressed.
+    pub fn allow(&self) -> bool {
+        let allowed = self.limiter.check().is_ok();
+        if !allowed {
+            self.suppressed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        allowed
+    }
+
+    /// The lines suppressed since the last call.
+    pub fn take_suppressed(&self) -> u64 {
+        self.suppressed
+            .swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 pub fn filter(config: &LogConfig) -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level))
 }
@@ -209,6 +242,15 @@ pub fn log_crate_ceiling(hint: Option<LevelFilter>) -> log::LevelFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_budget_counts_what_it_holds_back() {
+        let budget = LogBudget::per_second(std::num::NonZeroU32::new(3).unwrap());
+        let written = (0..10).filter(|_| budget.allow()).count();
+        assert_eq!(written, 3);
+        assert_eq!(budget.take_suppressed(), 7);
+        assert_eq!(budget.take_suppressed(), 0);
+    }
 
     #[test]
     fn only_a_client_going_away_is_demoted() {

@@ -255,7 +255,12 @@ async fn login_from(client: &reqwest::Client, gw: &Gateway, password: &str) -> u
 /// it and 0 of 31 legitimate logins succeeded (all 503).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_flood_from_one_address_does_not_starve_another() {
-    let (gw, _up) = gateway_with(|c| c.password_hashing.max_concurrent = nzu(1));
+    let (gw, _up) = gateway_with(|c| {
+        c.password_hashing.max_concurrent = nzu(1);
+        c.password_hashing.max_waiting_per_client = authgate::Config::default()
+            .password_hashing
+            .max_waiting_per_client;
+    });
     let gw = std::sync::Arc::new(gw);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut flood = Vec::new();

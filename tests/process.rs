@@ -719,3 +719,39 @@ async fn client_resets_are_quiet_and_never_log_the_query() {
         assert!(!line.contains(r#""level":"ERROR""#), "{line}");
     }
 }
+
+/// A flood is said in one summary line, not one line per event: connections refused beyond the
+/// per-address limit and headers cut off at their deadline are counted in a WARN line of
+/// `authgate::flood`, and nothing else is written for them at INFO or above.
+#[test]
+fn a_flood_is_summed_up_in_one_line() {
+    let setup = setup(
+        "log:\n  format: json\n  flood_report_seconds: 1\n\
+         limits:\n  max_connections_per_client: 10\n  request_header_timeout_ms: 300\n",
+    );
+    let proc = setup.start("info");
+    let addr = format!("127.0.0.1:{}", setup.port);
+    wait_connectable(addr.parse().unwrap());
+    // 10 connections that never send a header, then 40 more that are refused.
+    let held: Vec<_> = (0..50)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    until_logged(&proc, "authgate::flood", 1);
+    std::thread::sleep(Duration::from_millis(1200));
+    drop(held);
+    let logs = proc.logs();
+    let floods: Vec<serde_json::Value> = logs
+        .lines()
+        .filter(|l| l.contains("authgate::flood"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let sum = |field: &str| -> u64 { floods.iter().map(|f| f[field].as_u64().unwrap_or(0)).sum() };
+    assert_eq!(sum("connections_refused_per_client_limit"), 40, "{logs}");
+    assert_eq!(sum("header_timeouts"), 10, "{logs}");
+    assert!(floods.len() <= 3, "one line a second at most: {logs}");
+    let others = logs
+        .lines()
+        .filter(|l| !l.contains("authgate::flood") && !l.contains(r#""level":"INFO""#))
+        .count();
+    assert_eq!(others, 0, "no line per event: {logs}");
+}

@@ -27,6 +27,8 @@ pub enum Limit {
 }
 
 impl Limit {
+    pub const ALL: [Limit; 3] = [Limit::ClientAddress, Limit::UserName, Limit::Lockout];
+
     /// The `result` of the audit event and the `limit` label of `authgate_login_limited_total`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -54,6 +54,9 @@ pub struct Gateway {
     pub settings: GatewaySettings,
     /// Requests in progress (for a graceful shutdown that ends as soon as they are done).
     pub in_flight: Arc<AtomicUsize>,
+    /// Audit lines of failed and refused logins, bounded under a flood (successes are always
+    /// written); the flood report counts the rest.
+    pub audit_budget: Arc<crate::telemetry::LogBudget>,
 }
 
 /// Counts a request as in flight for as long as its context lives.
@@ -312,7 +315,8 @@ impl ProxyHttp for Gateway {
                         .with_label_values(&[protocol.as_str(), outcome.result])
                         .inc();
                 }
-                if route != Route::ValidateToken {
+                let succeeded = outcome.reply.status < 400;
+                if route != Route::ValidateToken && (succeeded || self.audit_budget.allow()) {
                     audit(route, &outcome, ctx.origin.client);
                 }
                 ctx.result = Some(outcome.result);

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod demo;
+pub mod flood_report;
 pub mod shutdown;
 pub mod users_reload;
 
@@ -21,10 +22,12 @@ use crate::proxy::headers::{IdentityHeaders, Strip};
 use crate::proxy::upstream::Upstreams;
 use crate::proxy::{Gateway, GatewaySettings};
 use crate::store::{Instrumented, MemoryStore, RedbStore, StoreHealth, TokenStore};
+use crate::telemetry::LogBudget;
 use admin::AdminApp;
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
 use demo::DemoUpstream;
+use flood_report::FloodReport;
 use http::header::{HeaderName, HeaderValue};
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::ServerConf;
@@ -313,11 +316,21 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
         path_policy: config.request_path,
         trusted_proxies: TrustedProxies::new(&config.forwarding.trusted_proxies),
     };
+    let audit_budget = Arc::new(LogBudget::per_second(config.log.audit_failures_per_second));
+    server.add_service(background_service(
+        "flood report",
+        FloodReport {
+            auth: auth.clone(),
+            audit_budget: audit_budget.clone(),
+            every: Duration::from_secs(config.log.flood_report_seconds.get()),
+        },
+    ));
     let gateway = Gateway {
         auth: auth.clone(),
         upstreams: upstreams.clone(),
         settings,
         in_flight: in_flight.clone(),
+        audit_budget,
     };
     let admission = Admission {
         app: Arc::new(pingora::proxy::http_proxy(&server.configuration, gateway)),
