@@ -457,6 +457,30 @@ async fn no_secret_in_any_log_line_at_trace_level() {
         200
     );
     let _ = get_with(&format!("{base}/a"), &t, "wrong-app").await;
+    // Credentials in query strings: the GWOS auth endpoints accept their parameters there (the
+    // spec: the body wins); a forwarded request's token is read from headers only.
+    let query_login = http()
+        .post(format!(
+            "{base}/api/auth/login?user={}&password={}&gwos-app-name={APP}",
+            urlencode(&b64("admin")),
+            urlencode(&b64("query-secret-pw"))
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(query_login.status(), 401, "read from the query, and wrong");
+    let in_query = http()
+        .get(format!(
+            "{base}/a?gwos-api-token={t}&gwos-app-name={APP}&token={t}&password=query-pw-2"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        in_query.status(),
+        401,
+        "a token in the query is no credential"
+    );
     let _ = get_with(
         &format!("{base}/a"),
         "ffffffff-ffff-4fff-8fff-ffffffffffff",
@@ -540,6 +564,9 @@ async fn no_secret_in_any_log_line_at_trace_level() {
         b64("typed-in-the-user-field-pw"),
         "iogates-typed-user-pw".into(),
         "nosuchuser".into(),
+        "query-secret-pw".into(),
+        b64("query-secret-pw"),
+        "query-pw-2".into(),
     ];
     for secret in secrets {
         if let Some(line) = logs.lines().find(|l| l.contains(&secret)) {
