@@ -256,6 +256,9 @@ pub struct LimitsConfig {
     pub max_connections: NonZeroUsize,
     /// Client connections open at once from one address (a trusted proxy: only the total).
     pub max_connections_per_client: NonZeroU32,
+    /// How long a connection may wait for a request once 90 % of `max_connections` are open
+    /// (until fewer than 75 % are): idle connections make room for new ones.
+    pub wait_under_pressure_ms: NonZeroU64,
 }
 
 /// Password guessing, bounded (`auth::guard`): on GWOS login, GW8 authenticatePassword and ioGates
@@ -469,6 +472,7 @@ impl Default for LimitsConfig {
             websocket_idle_timeout_seconds: nonzero(3600),
             max_connections: nonzero_usize(10_000),
             max_connections_per_client: NonZeroU32::new(256).expect("non-zero"),
+            wait_under_pressure_ms: nonzero(1000),
         }
     }
 }

@@ -4,6 +4,11 @@
 //!
 //! The address is the TCP peer. A peer in `trusted_proxies` (a load balancer carrying many
 //! clients) is not limited per address, only in the total.
+//!
+//! Near the total, the limits are *under pressure*: connections waiting for a request are closed
+//! after a short wait (`limits.wait_under_pressure_ms`) instead of their usual idle limit, so that a flood of idle
+//! connections from many addresses cannot hold every place for long (Envoy's overload manager
+//! shortens idle timeouts the same way).
 
 use crate::forwarded::{canonical_ip, TrustedProxies};
 use crate::metrics::ConnectionLimit;
@@ -11,12 +16,17 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+/// Under pressure from this share of the total on, relieved below the second.
+const PRESSURE_FROM: (usize, usize) = (9, 10);
+const RELIEVED_BELOW: (usize, usize) = (3, 4);
+
 pub struct ConnectionLimits {
     max_total: usize,
     max_per_client: u32,
     exempt: TrustedProxies,
     open: Mutex<Open>,
     open_gauge: prometheus::IntGauge,
+    pressure: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -55,6 +65,7 @@ impl ConnectionLimits {
             exempt,
             open: Mutex::new(Open::default()),
             open_gauge,
+            pressure: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -79,10 +90,28 @@ impl ConnectionLimits {
         }
         open.total += 1;
         self.open_gauge.inc();
+        self.update_pressure(open.total);
         Ok(ConnectionPermit {
             limits: self.clone(),
             client,
         })
+    }
+
+    /// Whether the limits are under pressure, and its changes.
+    pub fn pressure(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.pressure.subscribe()
+    }
+
+    fn update_pressure(&self, total: usize) {
+        let share = |(n, d): (usize, usize)| self.max_total.saturating_mul(n) / d;
+        self.pressure.send_if_modified(|pressed| {
+            let now = if *pressed {
+                total >= share(RELIEVED_BELOW)
+            } else {
+                total >= share(PRESSURE_FROM)
+            };
+            std::mem::replace(pressed, now) != now
+        });
     }
 
     /// Connections open now (admitted and not yet closed).
@@ -95,6 +124,7 @@ impl Drop for ConnectionPermit {
     fn drop(&mut self) {
         let mut open = self.limits.open.lock().unwrap_or_else(|e| e.into_inner());
         open.total -= 1;
+        self.limits.update_pressure(open.total);
         if let Some(ip) = self.client {
             if let std::collections::hash_map::Entry::Occupied(mut entry) =
                 open.per_client.entry(ip)
@@ -161,6 +191,20 @@ mod tests {
         assert_eq!(limits.open_gauge.get(), 2);
         let gone: IpAddr = "10.0.0.1".parse().unwrap();
         assert!(!limits.open.lock().unwrap().per_client.contains_key(&gone));
+    }
+
+    #[test]
+    fn pressure_rises_near_the_total_and_falls_well_below_it() {
+        let limits = limits(20, 20, &[]);
+        let pressure = limits.pressure();
+        let mut held: Vec<_> = (0..17).map(|_| limits.admit(None).unwrap()).collect();
+        assert!(!*pressure.borrow());
+        held.push(limits.admit(None).unwrap());
+        assert!(*pressure.borrow(), "18 of 20");
+        held.truncate(15);
+        assert!(*pressure.borrow(), "still 15 of 20");
+        held.truncate(14);
+        assert!(!*pressure.borrow(), "relieved below 15");
     }
 
     #[test]

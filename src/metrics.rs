@@ -108,10 +108,12 @@ label!(
 
 label!(
     /// Why authgate closed a client connection itself (`authgate_connections_closed_total`): a
-    /// request header not whole in time, or no next request on a kept-alive connection in time.
+    /// request header not whole in time, no next request on a kept-alive connection in time, or
+    /// a connection waiting for a request closed early to make room (the limits under pressure).
     CloseReason {
         HeaderTimeout => "header_timeout",
         Idle => "idle",
+        Shed => "shed",
     }
 );
 
@@ -155,7 +157,7 @@ pub struct Metrics {
     pub connections_open: IntGauge,
     /// limit (total, per_client).
     pub connections_refused: IntCounterVec,
-    /// reason (header_timeout, idle).
+    /// reason (header_timeout, idle, shed).
     pub connections_closed: IntCounterVec,
 }
 
@@ -341,7 +343,7 @@ impl Metrics {
             connections_closed: counter_vec(
                 &r,
                 CONNECTIONS_CLOSED,
-                "Client connections authgate closed itself, by reason (header_timeout, idle).",
+                "Client connections authgate closed itself, by reason (header_timeout, idle, shed).",
                 &["reason"],
             ),
             registry: r,

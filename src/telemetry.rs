@@ -85,16 +85,19 @@ pub fn init(config: &LogConfig) {
     }
 }
 
-/// The bridge for pingora's `log` records into tracing, which first demotes a client going away
-/// (a reset, a request never finished) from ERROR to DEBUG: under a flood of such clients, one
-/// ERROR line each would be a log flood of its own. What goes wrong on this side stays an ERROR.
+/// The bridge for pingora's `log` records into tracing, which first demotes what is no failure
+/// of ours from ERROR to DEBUG: a client going away (a reset, a request never finished), and
+/// pingora's own upstream pool race. Under a flood, one ERROR line each would be a log flood of
+/// its own. What goes wrong on this side stays an ERROR.
 struct PingoraRecords(tracing_log::LogTracer);
 
-/// A pingora message about the client leaving, not about a failure of ours.
-fn reports_client_gone(target: &str, message: &str) -> bool {
+/// A pingora message about the client leaving, or about a pooled upstream connection that two
+/// requests reached for at once (pingora then opens a new one: nothing is lost).
+fn reports_no_failure(target: &str, message: &str) -> bool {
     target.starts_with("pingora")
         && (message.starts_with("Fail to proxy: Downstream")
-            || message.starts_with("Downstream handshake"))
+            || message.starts_with("Downstream handshake")
+            || message == "failed to acquire reusable stream")
 }
 
 impl log::Log for PingoraRecords {
@@ -105,7 +108,7 @@ impl log::Log for PingoraRecords {
     fn log(&self, record: &log::Record<'_>) {
         // Only warnings and errors are looked at (and formatted): they are rare.
         if record.level() <= log::Level::Warn
-            && reports_client_gone(record.target(), &record.args().to_string())
+            && reports_no_failure(record.target(), &record.args().to_string())
         {
             let demoted = log::Record::builder()
                 .args(*record.args())
@@ -253,18 +256,22 @@ mod tests {
     }
 
     #[test]
-    fn only_a_client_going_away_is_demoted() {
+    fn only_a_client_going_away_and_the_pool_race_are_demoted() {
         let gone = "Fail to proxy: Downstream ReadError context: while reading request headers";
-        assert!(reports_client_gone("pingora_proxy", gone));
-        assert!(reports_client_gone(
+        assert!(reports_no_failure("pingora_proxy", gone));
+        assert!(reports_no_failure(
+            "pingora_core::connectors",
+            "failed to acquire reusable stream"
+        ));
+        assert!(reports_no_failure(
             "pingora_core::services::listening",
             "Downstream handshake error from 1.2.3.4: reset"
         ));
-        assert!(!reports_client_gone(
+        assert!(!reports_no_failure(
             "pingora_proxy",
             "Fail to proxy: Upstream ConnectRefused"
         ));
-        assert!(!reports_client_gone("authgate::api", gone));
+        assert!(!reports_no_failure("authgate::api", gone));
     }
 
     #[test]

@@ -124,6 +124,8 @@ async fn a_connection_flood_from_one_address_is_held_to_its_share() {
 async fn beyond_the_total_new_connections_are_closed_at_once() {
     let (gw, _up) = gateway_with(|c| {
         c.limits.max_connections = nzu(20);
+        // Held places are not shed during this test (that is the next test's subject).
+        c.limits.wait_under_pressure_ms = nz(60_000);
         c.public_paths = vec!["/public".into()];
     });
     let mut held = Vec::new();
@@ -303,4 +305,41 @@ async fn a_login_flood_from_one_address_does_not_starve_another() {
     // The flood was really one: its surplus was refused, not queued.
     assert!(flooded.contains(&503), "the flood overfilled its share");
     assert!(flooded.iter().all(|s| [401, 503].contains(s)));
+}
+
+/// Idle connections from many addresses fill every place: near the total, connections waiting
+/// for a request are shed after a second instead of their 60 s idle limit, so that a newcomer is
+/// soon served instead of being refused for a minute.
+#[tokio::test]
+async fn near_the_total_idle_connections_make_room() {
+    let (gw, _up) = gateway_with(|c| {
+        c.limits.max_connections = nzu(20);
+        c.public_paths = vec!["/public".into()];
+    });
+    let mut idle = Vec::new();
+    for i in 0..20 {
+        let mut conn = connect_from(&format!("127.0.2.{}", 1 + i), gw.addr).await;
+        conn.write_all(PUBLIC_GET).await.unwrap();
+        let text = answer(&mut conn, Duration::from_secs(5)).await.unwrap();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        idle.push(conn);
+    }
+    let started = Instant::now();
+    let served = loop {
+        let mut conn = connect_from("127.0.0.2", gw.addr).await;
+        let _ = conn.write_all(PUBLIC_GET).await;
+        if let Some(text) = answer(&mut conn, Duration::from_secs(5)).await {
+            break text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still refused: idle connections hold every place"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    assert!(
+        metric(&gw, "authgate_connections_closed_total{reason=\"shed\"}").await >= 1.0,
+        "room was made by shedding"
+    );
 }

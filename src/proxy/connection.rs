@@ -36,6 +36,8 @@ pub struct ConnectionTiming {
     pub header: Duration,
     /// Before the first byte of a next request on a kept-alive connection.
     pub idle: Duration,
+    /// Before any first byte, while the connection limits are under pressure.
+    pub under_pressure: Duration,
 }
 
 /// The proxy's `ServerApp`: admits a connection, then runs its requests one after another.
@@ -128,8 +130,17 @@ impl<A> Admission<A> {
     }
 }
 
-/// Until a first byte arrives, by `deadline`, or the server shuts down: whether one did.
-async fn first_byte(stream: &mut Stream, deadline: Instant, shutdown: &ShutdownWatch) -> Waited {
+/// Until a first byte arrives, by `deadline`, or the server shuts down: whether one did. Under
+/// pressure, the wait ends `under_pressure` after it began (or at once, if it began longer ago
+/// than that).
+async fn first_byte(
+    stream: &mut Stream,
+    deadline: Instant,
+    shutdown: &ShutdownWatch,
+    pressure: tokio::sync::watch::Receiver<bool>,
+    under_pressure: Duration,
+) -> Waited {
+    let began = Instant::now();
     let mut shutdown = shutdown.clone();
     let mut byte = [0u8; 1];
     tokio::select! {
@@ -139,13 +150,23 @@ async fn first_byte(stream: &mut Stream, deadline: Instant, shutdown: &ShutdownW
             Err(_) => Waited::TimedOut,
         },
         _ = shutdown.wait_for(|down| *down) => Waited::Closed,
+        _ = pressed(pressure, began + under_pressure) => Waited::Shed,
     }
+}
+
+/// Ready once the limits are under pressure and it is `not_before`.
+async fn pressed(mut pressure: tokio::sync::watch::Receiver<bool>, not_before: Instant) {
+    if pressure.wait_for(|pressed| *pressed).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep_until(not_before).await;
 }
 
 enum Waited {
     Arrived,
     Closed,
     TimedOut,
+    Shed,
 }
 
 #[async_trait]
@@ -198,9 +219,21 @@ where
             } else {
                 Instant::now() + Duration::from_secs(control.idle_secs.load(Ordering::Relaxed))
             };
-            match first_byte(&mut stream, wait_until, shutdown).await {
+            let pressure = self.limits.pressure();
+            let waited = first_byte(
+                &mut stream,
+                wait_until,
+                shutdown,
+                pressure,
+                self.timing.under_pressure,
+            );
+            match waited.await {
                 Waited::Arrived => {}
                 Waited::Closed => return None,
+                Waited::Shed => {
+                    self.closed(CloseReason::Shed);
+                    return None;
+                }
                 Waited::TimedOut => {
                     self.closed(if first {
                         CloseReason::HeaderTimeout

@@ -1,5 +1,5 @@
 //! One summary line, every few seconds while it lasts, for what a flood makes happen many times a
-//! second: connections refused or cut off, logins limited, password checks refused, audit lines
+//! second: connections refused, cut off or shed, logins limited, password checks refused, audit lines
 //! held back. Each of those is counted in the metrics and logged one by one only at DEBUG (or,
 //! for audit lines, within a budget); this is what an operator reading the log sees of it.
 
@@ -25,6 +25,7 @@ struct Counts {
     refused_total: u64,
     refused_per_client: u64,
     header_timeouts: u64,
+    shed: u64,
     logins_limited: u64,
     password_checks_refused: u64,
 }
@@ -37,13 +38,17 @@ impl Counts {
                 .with_label_values(&[limit.as_str()])
                 .get()
         };
+        let closed = |reason: CloseReason| {
+            metrics
+                .connections_closed
+                .with_label_values(&[reason.as_str()])
+                .get()
+        };
         Counts {
             refused_total: refused(ConnectionLimit::Total),
             refused_per_client: refused(ConnectionLimit::PerClient),
-            header_timeouts: metrics
-                .connections_closed
-                .with_label_values(&[CloseReason::HeaderTimeout.as_str()])
-                .get(),
+            header_timeouts: closed(CloseReason::HeaderTimeout),
+            shed: closed(CloseReason::Shed),
             logins_limited: Limit::ALL
                 .iter()
                 .map(|l| {
@@ -62,6 +67,7 @@ impl Counts {
             refused_total: self.refused_total - earlier.refused_total,
             refused_per_client: self.refused_per_client - earlier.refused_per_client,
             header_timeouts: self.header_timeouts - earlier.header_timeouts,
+            shed: self.shed - earlier.shed,
             logins_limited: self.logins_limited - earlier.logins_limited,
             password_checks_refused: self.password_checks_refused - earlier.password_checks_refused,
         }
@@ -93,6 +99,7 @@ impl BackgroundService for FloodReport {
                 connections_refused_total_limit = new.refused_total,
                 connections_refused_per_client_limit = new.refused_per_client,
                 header_timeouts = new.header_timeouts,
+                waiting_connections_shed = new.shed,
                 logins_limited = new.logins_limited,
                 password_checks_refused = new.password_checks_refused,
                 audit_lines_held_back,

@@ -30,6 +30,7 @@ use demo::DemoUpstream;
 use flood_report::FloodReport;
 use http::header::{HeaderName, HeaderValue};
 use pingora::apps::http_app::HttpServer;
+use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -175,14 +176,16 @@ fn check_listen_addresses(config: &Config) -> anyhow::Result<()> {
 }
 
 /// Build the whole server. The config must have passed `Config::validate`.
-/// Raise the open-file limit to its hard limit, and bound `configured` connections by it: each
-/// client connection may need an upstream one too. Lowered (with a warning) rather than running
-/// out of descriptors, which stops accepting everything, admin probes' peers included.
+/// Raise the open-file limit to its hard limit, and bound `configured` connections by it, leaving
+/// a tenth of the descriptors (at least 256) for upstream connections, listeners and the store.
+/// Lowered (with a warning) rather than running out of descriptors, when accepting fails for
+/// everyone.
 fn connection_limit(configured: usize) -> usize {
     let Some(files) = raise_open_file_limit() else {
         return configured;
     };
-    let fits = usize::try_from(files / 2).unwrap_or(usize::MAX).max(1);
+    let files = usize::try_from(files).unwrap_or(usize::MAX);
+    let fits = files.saturating_sub((files / 10).max(256)).max(1);
     if configured > fits {
         tracing::warn!(
             max_connections = configured,
@@ -343,11 +346,19 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
         timing: ConnectionTiming {
             header: Duration::from_millis(config.limits.request_header_timeout_ms.get()),
             idle: Duration::from_secs(config.limits.keepalive_idle_seconds.get()),
+            under_pressure: Duration::from_millis(config.limits.wait_under_pressure_ms.get()),
         },
         metrics: metrics.clone(),
     };
     let mut proxy = Service::new("authgate".into(), admission);
-    proxy.add_tcp(&config.listen);
+    // No 64 KiB read buffer per connection (pingora's default, zero-filled at accept): pingora
+    // reads headers and bodies into buffers of its own, so it only added a copy, and it was most
+    // of an idle connection's memory (70 KiB then, 9 KiB without; README, "Running on the
+    // internet"). The 1460-byte write buffer still joins a small answer's header and body.
+    proxy.add_listener(
+        ListenerConfig::tcp(&config.listen)
+            .l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)),
+    );
     server.add_service(proxy);
 
     let mut admin = Service::new(
