@@ -276,6 +276,8 @@ pub struct LoginLimitsConfig {
     pub lockout_seconds: NonZeroU64,
     /// The longest lockout.
     pub lockout_max_seconds: NonZeroU64,
+    /// How long a refused attempt waits before its 429 is sent (0: at once).
+    pub refusal_delay_ms: u64,
 }
 
 impl Default for LoginLimitsConfig {
@@ -288,6 +290,7 @@ impl Default for LoginLimitsConfig {
             lockout_after_failures: NonZeroU32::new(5).expect("non-zero"),
             lockout_seconds: nonzero(1),
             lockout_max_seconds: nonzero(300),
+            refusal_delay_ms: 1000,
         }
     }
 }

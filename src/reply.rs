@@ -69,11 +69,13 @@ impl Failure {
                 Level::DEBUG,
                 "Request body too large",
             ),
+            // Counted (authgate_password_verifications_rejected_total) and said in the flood
+            // report's summary line: one line each would be a log flood under attack.
             Failure::Overloaded => (
                 503,
                 "overloaded",
                 true,
-                Level::WARN,
+                Level::DEBUG,
                 "Too many logins in progress, retry shortly",
             ),
             Failure::RateLimited => (

@@ -151,3 +151,32 @@ async fn guessing_share_urls_locks_out_that_address_only() {
     let resp = share_login("198.51.100.3", SHARE_URL.into()).await.unwrap();
     assert_eq!(resp.status(), 200, "another address logs in with the share");
 }
+
+/// A refusal is answered late (`refusal_delay_ms`): a client that retries at once, ignoring
+/// Retry-After, gets one refusal per delay on each connection instead of tens of thousands a
+/// second (1.8 million in 30 s from 100 connections, before). Other clients are not delayed.
+#[tokio::test]
+async fn refusals_are_answered_late() {
+    let (gw, _up, _clock) = limited(|c| {
+        c.login_limits.lockout_after_failures = nz32(1);
+        c.login_limits.lockout_seconds = nz(60);
+        c.login_limits.refusal_delay_ms = 300;
+    });
+    let attacker = "203.0.113.9";
+    assert_eq!(
+        login_from(&gw, attacker, "admin", "guess").await.status(),
+        401
+    );
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        assert_eq!(
+            login_from(&gw, attacker, "admin", "guess").await.status(),
+            429
+        );
+    }
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let other = std::time::Instant::now();
+    let resp = login_from(&gw, "198.51.100.1", "admin", ADMIN_PASSWORD).await;
+    assert_eq!(resp.status(), 200);
+    assert!(other.elapsed() < Duration::from_millis(300), "not delayed");
+}

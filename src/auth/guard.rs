@@ -7,12 +7,15 @@
 //!
 //! Checked before the password is verified, so a limited attempt costs no argon2 work. The state
 //! lives in this process; sharing it across replicas comes with the Redis store (the keys are
-//! plain strings and addresses for that reason).
+//! plain strings and addresses for that reason). Every limit reads the gateway's [`Clock`], so a
+//! test or a bench can run an hour of guessing in milliseconds.
 
 use crate::clock::Clock;
 use crate::config::LoginLimitsConfig;
-use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::Clock as _;
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -69,9 +72,24 @@ pub const SHARE_LOGIN: &str = "\0share-url";
 /// Sweep the rate limiters' idle keys after this many checks.
 const SWEEP_EVERY: u64 = 4096;
 
+/// The gateway's clock, as governor reads time.
+#[derive(Clone)]
+struct GuardClock(Arc<dyn Clock>);
+
+impl governor::clock::Clock for GuardClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        Duration::from_millis(self.0.now_ms())
+    }
+}
+
+type KeyedLimiter<K> =
+    RateLimiter<K, DefaultKeyedStateStore<K>, GuardClock, NoOpMiddleware<Duration>>;
+
 pub struct LoginGuard {
-    per_client: DefaultKeyedRateLimiter<IpAddr>,
-    per_user: DefaultKeyedRateLimiter<String>,
+    per_client: KeyedLimiter<IpAddr>,
+    per_user: KeyedLimiter<String>,
     failures: moka::sync::Cache<(String, IpAddr), Failures>,
     lockout_after: u32,
     lockout_base_ms: u64,
@@ -92,8 +110,14 @@ impl LoginGuard {
     pub fn new(settings: &LoginLimitsConfig, clock: Arc<dyn Clock>) -> LoginGuard {
         let lockout_max_ms = settings.lockout_max_seconds.get().saturating_mul(1000);
         LoginGuard {
-            per_client: RateLimiter::keyed(Quota::per_minute(settings.per_client_per_minute)),
-            per_user: RateLimiter::keyed(Quota::per_minute(settings.per_user_per_minute)),
+            per_client: RateLimiter::dashmap_with_clock(
+                Quota::per_minute(settings.per_client_per_minute),
+                GuardClock(clock.clone()),
+            ),
+            per_user: RateLimiter::dashmap_with_clock(
+                Quota::per_minute(settings.per_user_per_minute),
+                GuardClock(clock.clone()),
+            ),
             // A failure count is forgotten once it has been idle longer than the longest lockout.
             failures: moka::sync::Cache::builder()
                 .max_capacity(100_000)
@@ -140,8 +164,8 @@ impl LoginGuard {
             self.per_client.retain_recent();
             self.per_user.retain_recent();
         }
-        let wait = |not_until: governor::NotUntil<_>| {
-            not_until.wait_time_from(DefaultClock::default().now())
+        let wait = |not_until: governor::NotUntil<Duration>| {
+            not_until.wait_time_from(GuardClock(self.clock.clone()).now())
         };
         self.per_client.check_key(&ip).map_err(|n| Limited {
             limit: Limit::ClientAddress,
@@ -198,6 +222,7 @@ mod tests {
             lockout_after_failures: NonZeroU32::new(3).unwrap(),
             lockout_seconds: NonZeroU64::new(1).unwrap(),
             lockout_max_seconds: NonZeroU64::new(8).unwrap(),
+            ..LoginLimitsConfig::default()
         };
         LoginGuard::new(&settings, clock)
     }

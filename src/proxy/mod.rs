@@ -44,6 +44,8 @@ pub struct GatewaySettings {
     /// Longest silence, both ways, on an upgraded connection (WebSocket).
     pub websocket_idle: Duration,
     pub failed_login_status: u16,
+    /// `login_limits.refusal_delay_ms`.
+    pub login_refusal_delay: Duration,
     pub path_policy: PathPolicy,
     pub trusted_proxies: TrustedProxies,
 }
@@ -314,6 +316,14 @@ impl ProxyHttp for Gateway {
                         .logins
                         .with_label_values(&[protocol.as_str(), outcome.result])
                         .inc();
+                }
+                if outcome.reply.status == 429 {
+                    // Answered late: a client ignoring Retry-After gets one refusal per
+                    // connection per delay, and a waiting request costs next to nothing. The
+                    // delay varies (from half to one and a half times) so that a flood's answers
+                    // and its next attempts do not all come at the same instant.
+                    let delay = self.settings.login_refusal_delay;
+                    tokio::time::sleep(delay / 2 + delay.mul_f64(rand::random::<f64>())).await;
                 }
                 let succeeded = outcome.reply.status < 400;
                 if route != Route::ValidateToken && (succeeded || self.audit_budget.allow()) {

@@ -316,6 +316,7 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
         body_read_timeout: Duration::from_millis(config.limits.body_read_timeout_ms.get()),
         websocket_idle: Duration::from_secs(config.limits.websocket_idle_timeout_seconds.get()),
         failed_login_status: config.gwos.failed_login_status.code(),
+        login_refusal_delay: Duration::from_millis(config.login_limits.refusal_delay_ms),
         path_policy: config.request_path,
         trusted_proxies: TrustedProxies::new(&config.forwarding.trusted_proxies),
     };

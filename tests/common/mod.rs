@@ -194,6 +194,7 @@ pub fn test_config(upstream: SocketAddr) -> Config {
     config.login_limits.per_client_per_minute = nz32(1_000_000);
     config.login_limits.per_user_per_minute = nz32(1_000_000);
     config.login_limits.lockout_after_failures = nz32(1_000);
+    config.login_limits.refusal_delay_ms = 0;
     // So is the password queue's share per address (tests/attacks.rs).
     config.password_hashing.max_waiting_per_client = nzu(64);
     config.upstreams.clear();
