@@ -96,6 +96,49 @@ pub enum StoreKind {
     Redb,
     /// Process memory: tokens die with the process. For tests and throwaway runs.
     Memory,
+    /// Redis (or Valkey), shared by several replicas (`store.redis`).
+    Redis,
+}
+
+/// `store.redis`: where the shared store is.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. The environment variable
+    /// `AUTHGATE_REDIS_URL` wins over it (a password then stays out of the file).
+    pub url: String,
+    /// Put before every key, so that several deployments can share one Redis.
+    pub key_prefix: String,
+    /// Longest wait for Redis to connect or answer; past it, the call fails (and the request with
+    /// it, closed).
+    pub timeout_ms: NonZeroU64,
+    /// How long a replica trusts a token it has cached before asking Redis again (it caps
+    /// `cache.max_ttl_seconds`): the longest a revocation made on another replica goes unseen
+    /// here.
+    pub cache_max_ttl_ms: NonZeroU64,
+}
+
+/// The URL may hold a password: never printed.
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &"(not shown)")
+            .field("key_prefix", &self.key_prefix)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("cache_max_ttl_ms", &self.cache_max_ttl_ms)
+            .finish()
+    }
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "authgate:".into(),
+            timeout_ms: nonzero(1000),
+            cache_max_ttl_ms: nonzero(1000),
+        }
+    }
 }
 
 /// What to do with a store file that is damaged at start-up.
@@ -119,6 +162,8 @@ pub struct StoreConfig {
     /// (`--move-damaged-store`): throwing tokens away is a decision for each start, not a setting.
     #[serde(skip)]
     pub on_damage: OnDamage,
+    /// For `kind: redis`.
+    pub redis: RedisConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -414,6 +459,7 @@ impl Default for StoreConfig {
             data_dir: PathBuf::from("authgate-data"),
             purge_interval_seconds: nonzero(60),
             on_damage: OnDamage::Refuse,
+            redis: RedisConfig::default(),
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::proxy::connection::{Admission, ConnectionTiming};
 use crate::proxy::headers::{IdentityHeaders, Strip};
 use crate::proxy::upstream::Upstreams;
 use crate::proxy::{Gateway, GatewaySettings};
-use crate::store::{Instrumented, MemoryStore, RedbStore, StoreHealth, TokenStore};
+use crate::store::{Instrumented, MemoryStore, RedbStore, RedisStore, StoreHealth, TokenStore};
 use crate::telemetry::LogBudget;
 use admin::AdminApp;
 use anyhow::{anyhow, Context};
@@ -148,7 +148,32 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<dyn TokenStore>> {
             config.store.on_damage,
         )?),
         StoreKind::Memory => Arc::new(MemoryStore::new()),
+        StoreKind::Redis => {
+            let redis = &config.store.redis;
+            let url = std::env::var("AUTHGATE_REDIS_URL").unwrap_or_else(|_| redis.url.clone());
+            Arc::new(
+                RedisStore::connect(
+                    &url,
+                    &redis.key_prefix,
+                    Duration::from_millis(redis.timeout_ms.get()),
+                )
+                .context("store.redis")?,
+            )
+        }
     })
+}
+
+/// How long a validated token stays cached. With Redis, other replicas revoke too: the cache
+/// asks again at least every `store.redis.cache_max_ttl_ms`, the bound on how long a revocation
+/// elsewhere goes unseen.
+fn cache_max_ttl(config: &Config) -> Duration {
+    let configured = Duration::from_secs(config.cache.max_ttl_seconds.get());
+    match config.store.kind {
+        StoreKind::Redis => configured.min(Duration::from_millis(
+            config.store.redis.cache_max_ttl_ms.get(),
+        )),
+        StoreKind::Redb | StoreKind::Memory => configured,
+    }
 }
 
 fn header_name(value: &str) -> HeaderName {
@@ -248,7 +273,7 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
     let cache = TokenCache::new(
         store.clone(),
         config.cache.capacity.get(),
-        Duration::from_secs(config.cache.max_ttl_seconds.get()),
+        cache_max_ttl(config),
         Duration::from_secs(config.cache.negative_ttl_seconds),
         Duration::from_secs(config.cache.touch_interval_seconds),
         metrics.clone(),

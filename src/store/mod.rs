@@ -8,11 +8,13 @@ mod memory;
 mod migrate;
 mod record;
 mod redb;
+mod redis;
 
 pub use self::instrumented::{Instrumented, StoreHealth};
 pub use self::memory::MemoryStore;
 pub use self::record::{decode_record, encode_record, RECORD_FORMAT};
 pub use self::redb::{OnDamage, OpenError, RedbStore};
+pub use self::redis::RedisStore;
 
 use crate::token::TokenHash;
 use async_trait::async_trait;

@@ -4,6 +4,7 @@
 pub mod binary;
 pub mod client;
 pub mod raw_upstream;
+pub mod redis;
 pub mod upstream;
 
 use async_trait::async_trait;
@@ -21,6 +22,8 @@ pub use binary::*;
 pub use client::*;
 #[allow(unused_imports)] // only the suites that need the raw bytes use it
 pub use raw_upstream::*;
+#[allow(unused_imports)] // only the suites of the Redis store use it
+pub use redis::*;
 pub use upstream::*;
 
 /// Passwords of the test users (the users file holds only their hashes).

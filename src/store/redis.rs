@@ -1,0 +1,397 @@
+//! Tokens in Redis (or a protocol-compatible server such as Valkey), shared by every replica.
+//!
+//! Keys, all under the configured prefix:
+//! - `t:<hash>`: one token's versioned record (the same format as redb's), keyed by the hex of the
+//!   token's SHA-256, never the token. Its Redis TTL is the token's remaining idle time or
+//!   lifetime when written, plus a margin: a backstop that frees memory, while the gateway's own
+//!   clock decides liveness (as with every store).
+//! - `s:<subject>`: a set of the subject's token hashes (revocation by user or share, the
+//!   per-user cap). Entries whose token has gone are dropped when the set is next read.
+//! - `deadlines`: a sorted set of token hashes by deadline (`+inf` for none), for the purge and
+//!   the count.
+//!
+//! Writes that touch several keys go in one `MULTI`/`EXEC`. The connection is redis-rs's
+//! `ConnectionManager` (reconnects by itself), driven by a runtime of its own so that it does
+//! not depend on which of pingora's runtimes used it first.
+
+use super::record::{decode_record, encode_record};
+use super::{Purged, StoreError, TokenRecord, TokenStore};
+use crate::token::TokenHash;
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+use std::time::Duration;
+
+/// Kept past a token's deadline before Redis drops it by itself: the gateway's clock decides, and
+/// a little drift between replicas and Redis must not end a live token early.
+const TTL_MARGIN_MS: u64 = 60_000;
+/// Deadlines read per purge round trip.
+const PURGE_BATCH: isize = 1000;
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    /// Drives the connection; lives as long as the store.
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn unavailable(error: redis::RedisError) -> StoreError {
+    match error.code() {
+        // Someone else's key of another type under our prefix: not a passing outage.
+        Some("WRONGTYPE") => StoreError::Damaged(format!("redis: {error}")),
+        _ => StoreError::Unavailable(format!("redis: {error}")),
+    }
+}
+
+/// The Redis TTL of a record written now: its remaining time plus the margin; none without a
+/// deadline.
+fn ttl_ms(record: &TokenRecord) -> Option<u64> {
+    record.expires_at().map(|deadline| {
+        deadline
+            .saturating_sub(record.last_used)
+            .saturating_add(TTL_MARGIN_MS)
+    })
+}
+
+fn deadline_score(record: &TokenRecord) -> f64 {
+    record.expires_at().map_or(f64::INFINITY, |d| d as f64)
+}
+
+impl RedisStore {
+    /// Connect to `url` (`redis://` or `rediss://`, credentials in the URL). Every command fails
+    /// after `timeout` rather than wait for a server that does not answer.
+    pub fn connect(url: &str, prefix: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("authgate-redis")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("redis runtime: {e}")))?;
+        // Reconnection after a lost connection: a few quick attempts (100 ms, doubling, at most
+        // a second apart); the store's recovery task keeps asking after that.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(timeout)
+            .set_response_timeout(timeout)
+            .set_factor(100)
+            .set_exponent_base(2)
+            .set_max_delay(1000)
+            .set_number_of_retries(3);
+        // On a thread of its own: the caller may itself be inside a runtime (the test harness).
+        let conn = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    runtime.block_on(async {
+                        let connecting = ConnectionManager::new_with_config(client, config);
+                        tokio::time::timeout(timeout, connecting).await
+                    })
+                })
+                .join()
+        })
+        .map_err(|_| StoreError::Unavailable("redis: connecting panicked".into()))?
+        .map_err(|_| StoreError::Unavailable(format!("redis: no connection within {timeout:?}")))?
+        .map_err(unavailable)?;
+        Ok(RedisStore {
+            conn,
+            prefix: prefix.to_string(),
+            _runtime: runtime,
+        })
+    }
+
+    fn token_key(&self, hash: &TokenHash) -> String {
+        format!("{}t:{}", self.prefix, hex::encode(hash.0))
+    }
+
+    fn subject_key(&self, subject: &str) -> String {
+        format!("{}s:{subject}", self.prefix)
+    }
+
+    fn deadlines_key(&self) -> String {
+        format!("{}deadlines", self.prefix)
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        // A handle onto the one multiplexed connection: cloning is cheap.
+        self.conn.clone()
+    }
+
+    async fn record_at(&self, key: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let bytes: Option<Vec<u8>> = self.conn().get(key).await.map_err(unavailable)?;
+        bytes.map(|b| decode_record(&b)).transpose()
+    }
+
+    /// Write `record` (and its deadline) for `hash`; `only_if_present` never brings back a token
+    /// revoked meanwhile.
+    async fn write(
+        &self,
+        hash: &TokenHash,
+        record: &TokenRecord,
+        only_if_present: bool,
+    ) -> Result<(), StoreError> {
+        let member = hex::encode(hash.0);
+        let mut set = redis::cmd("SET");
+        set.arg(self.token_key(hash)).arg(encode_record(record));
+        if let Some(ttl) = ttl_ms(record) {
+            set.arg("PX").arg(ttl);
+        }
+        let mut deadline = redis::cmd("ZADD");
+        deadline.arg(self.deadlines_key());
+        if only_if_present {
+            set.arg("XX");
+            deadline.arg("XX");
+        }
+        deadline.arg(deadline_score(record)).arg(&member);
+        let mut pipe = redis::pipe();
+        pipe.atomic().add_command(set).ignore();
+        if !only_if_present {
+            pipe.sadd(self.subject_key(&record.subject), &member)
+                .ignore();
+        }
+        pipe.add_command(deadline).ignore();
+        pipe.query_async::<()>(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Remove a token's key and index entries; whether its key was there.
+    async fn remove(&self, member: &str, subject: Option<&str>) -> Result<bool, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .del(format!("{}t:{member}", self.prefix))
+            .zrem(self.deadlines_key(), member)
+            .ignore();
+        if let Some(subject) = subject {
+            pipe.srem(self.subject_key(subject), member).ignore();
+        }
+        let (deleted,): (u64,) = pipe
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(deleted > 0)
+    }
+}
+
+#[async_trait]
+impl TokenStore for RedisStore {
+    async fn insert(&self, hash: TokenHash, record: TokenRecord) -> Result<(), StoreError> {
+        self.write(&hash, &record, false).await
+    }
+
+    async fn get(&self, hash: TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+        self.record_at(&self.token_key(&hash)).await
+    }
+
+    async fn revoke(&self, hash: TokenHash) -> Result<bool, StoreError> {
+        let subject = match self.record_at(&self.token_key(&hash)).await {
+            Ok(record) => record.map(|r| r.subject),
+            // An unreadable record is still removed; its subject's set drops it when next read.
+            Err(StoreError::Undecodable(_)) => None,
+            Err(e) => return Err(e),
+        };
+        self.remove(&hex::encode(hash.0), subject.as_deref()).await
+    }
+
+    async fn touch(&self, hash: TokenHash, last_used: u64) -> Result<(), StoreError> {
+        let Some(mut record) = self.record_at(&self.token_key(&hash)).await? else {
+            return Ok(());
+        };
+        if last_used <= record.last_used {
+            return Ok(());
+        }
+        record.last_used = last_used;
+        self.write(&hash, &record, true).await
+    }
+
+    async fn tokens_of(&self, subject: &str) -> Result<Vec<(TokenHash, TokenRecord)>, StoreError> {
+        let set = self.subject_key(subject);
+        let members: Vec<String> = self.conn().smembers(&set).await.map_err(unavailable)?;
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = members
+            .iter()
+            .map(|m| format!("{}t:{m}", self.prefix))
+            .collect();
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let (mut found, mut gone) = (Vec::new(), Vec::new());
+        for (member, value) in members.iter().zip(values) {
+            let mut hash = [0u8; 32];
+            let record = value.map(|bytes| decode_record(&bytes));
+            match (hex::decode_to_slice(member, &mut hash), record) {
+                (Ok(()), Some(Ok(record))) if record.subject == subject => {
+                    found.push((TokenHash(hash), record))
+                }
+                (_, Some(Err(_))) => {} // kept: an unreadable record is never deleted here
+                _ => gone.push(member.clone()),
+            }
+        }
+        if !gone.is_empty() {
+            let _: () = self.conn().srem(&set, &gone).await.map_err(unavailable)?;
+        }
+        Ok(found)
+    }
+
+    async fn purge_expired(&self, now: u64) -> Result<Purged, StoreError> {
+        let mut purged = Purged::default();
+        loop {
+            // Dead when its deadline is not after now (`TokenRecord::is_live_at`). Records that
+            // cannot be decoded are kept (as redb keeps them; their key's TTL still ends them),
+            // so the next batch starts after them.
+            let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+                .arg(self.deadlines_key())
+                .arg("-inf")
+                .arg(now)
+                .arg("LIMIT")
+                .arg(purged.undecodable)
+                .arg(PURGE_BATCH)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(unavailable)?;
+            for member in &due {
+                let subject = match self.record_at(&format!("{}t:{member}", self.prefix)).await {
+                    Ok(record) => record.map(|r| r.subject),
+                    Err(StoreError::Undecodable(_)) => {
+                        purged.undecodable += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if self.remove(member, subject.as_deref()).await? {
+                    purged.deleted += 1;
+                }
+            }
+            if due.len() < PURGE_BATCH as usize {
+                return Ok(purged);
+            }
+        }
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        self.conn()
+            .zcard(self.deadlines_key())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn recover(&self) -> Result<(), StoreError> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A `redis-server` of the test's own, on a free port in a temporary directory, stopped when
+    /// dropped. Never one already running.
+    pub struct RedisServer {
+        child: std::process::Child,
+        pub url: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl RedisServer {
+        pub fn start() -> RedisServer {
+            let dir = tempfile::tempdir().unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (.ci/run installs it)");
+            let url = format!("redis://127.0.0.1:{port}");
+            let started = std::time::Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "redis-server did not start"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            RedisServer {
+                child,
+                url,
+                _dir: dir,
+            }
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    #[test]
+    fn redis_store_meets_the_contract_and_keeps_to_its_prefix() {
+        let server = RedisServer::start();
+        let store = RedisStore::connect(&server.url, "t1:", Duration::from_secs(2)).unwrap();
+        let other = RedisStore::connect(&server.url, "t2:", Duration::from_secs(2)).unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            super::super::contract::run_all(&store).await;
+            assert_eq!(
+                other.count().await.unwrap(),
+                0,
+                "another prefix sees nothing"
+            );
+            // Only hashes are stored: no key or value holds the token itself.
+            let token = "the-token-itself";
+            store
+                .insert(
+                    TokenHash::of(token),
+                    super::super::contract::record("carol", 1_000),
+                )
+                .await
+                .unwrap();
+            let mut conn = store.conn();
+            let keys: Vec<String> = conn.keys("*").await.unwrap();
+            assert!(keys
+                .iter()
+                .all(|k| k.starts_with("t1:") && !k.contains(token)));
+            let ttl: i64 = conn
+                .pttl(store.token_key(&TokenHash::of(token)))
+                .await
+                .unwrap();
+            assert!(
+                (1..=61_000).contains(&ttl),
+                "remaining idle time plus margin: {ttl}"
+            );
+        });
+    }
+
+    #[test]
+    fn an_unreachable_redis_is_unavailable_not_a_hang() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let started = std::time::Instant::now();
+        let error = RedisStore::connect(
+            &format!("redis://127.0.0.1:{port}"),
+            "x:",
+            Duration::from_millis(300),
+        )
+        .err()
+        .expect("nothing listens there");
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
