@@ -272,6 +272,11 @@ impl TokenCache {
         self.positive.invalidate(&key).await;
     }
 
+    /// Forget every cached token: the feed of other replicas' revocations was interrupted.
+    pub fn forget_all(&self) {
+        self.positive.invalidate_all();
+    }
+
     fn unsaved_set(&self) -> std::sync::MutexGuard<'_, HashSet<TokenHash>> {
         self.unsaved.lock().unwrap_or_else(PoisonError::into_inner)
     }

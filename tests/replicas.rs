@@ -6,10 +6,13 @@ use std::time::{Duration, Instant};
 
 const APP: &str = "replicas";
 
-/// The store section of a replica's config: `config_yaml` has just opened `store:`.
+/// The store section of a replica's config (`config_yaml` has just opened `store:`). Cached
+/// tokens are trusted for a minute: only the revocation feed can make a logout elsewhere seen
+/// sooner.
 fn on_redis(redis: &RedisServer) -> String {
     format!(
-        "  kind: redis\n  redis:\n    url: {}\n    key_prefix: \"replicas:\"\n",
+        "  kind: redis\n  redis:\n    url: {}\n    key_prefix: \"replicas:\"\n    \
+         cache_max_ttl_ms: 60000\n",
         redis.url
     )
 }
@@ -19,8 +22,8 @@ async fn status_at(base: &str, token: &str) -> u16 {
 }
 
 /// Log in on the first replica, use the token on the second and third, log out on the third:
-/// the token is refused on the third at once and on the others within a second (their caches
-/// ask Redis again at least every `store.redis.cache_max_ttl_ms`).
+/// the token is refused on the third at once and on the others within milliseconds (the
+/// revocation is published with the delete, and each replica drops it from its cache).
 #[tokio::test]
 async fn three_replicas_share_tokens_and_a_logout_holds_on_all_within_a_second() {
     let redis = RedisServer::start();
@@ -31,7 +34,7 @@ async fn three_replicas_share_tokens_and_a_logout_holds_on_all_within_a_second()
     }
     let (a, b, c) = (&replicas[0].base, &replicas[1].base, &replicas[2].base);
     let mut unseen = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..30 {
         let t = token(a, "admin", ADMIN_PASSWORD, APP).await;
         for base in [a, b, c] {
             assert_eq!(status_at(base, &t).await, 200, "{base}");
@@ -48,7 +51,7 @@ async fn three_replicas_share_tokens_and_a_logout_holds_on_all_within_a_second()
         for base in [a, b] {
             while status_at(base, &t).await != 401 {
                 assert!(
-                    logged_out.elapsed() < Duration::from_millis(1500),
+                    logged_out.elapsed() < Duration::from_secs(1),
                     "{base} still accepts a token logged out elsewhere"
                 );
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -56,6 +59,12 @@ async fn three_replicas_share_tokens_and_a_logout_holds_on_all_within_a_second()
         }
         unseen.push(logged_out.elapsed());
     }
-    eprintln!("logout seen on every replica after: {unseen:?}");
+    unseen.sort();
+    eprintln!(
+        "logout seen on every replica after: p50 {:?}, slowest of {} {:?}",
+        unseen[unseen.len() / 2],
+        unseen.len(),
+        unseen[unseen.len() - 1]
+    );
     drop(procs);
 }

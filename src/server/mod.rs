@@ -21,7 +21,9 @@ use crate::proxy::connection::{Admission, ConnectionTiming};
 use crate::proxy::headers::{IdentityHeaders, Strip};
 use crate::proxy::upstream::Upstreams;
 use crate::proxy::{Gateway, GatewaySettings};
-use crate::store::{Instrumented, MemoryStore, RedbStore, RedisStore, StoreHealth, TokenStore};
+use crate::store::{
+    Announcement, Instrumented, MemoryStore, RedbStore, RedisStore, StoreHealth, TokenStore,
+};
 use crate::telemetry::LogBudget;
 use admin::AdminApp;
 use anyhow::{anyhow, Context};
@@ -270,6 +272,7 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
     let instrumented = Instrumented::new(open_store(config)?, metrics.clone());
     let health = instrumented.health();
     let store: Arc<dyn TokenStore> = Arc::new(instrumented);
+    let revocations_elsewhere = store.announcements();
     let cache = TokenCache::new(
         store.clone(),
         config.cache.capacity.get(),
@@ -422,12 +425,19 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
     };
     server.add_service(background_service("token purge", purge));
     let recovery = StoreRecovery {
-        auth,
+        auth: auth.clone(),
         health,
         first_retry: Duration::from_millis(STORE_RETRY_FIRST_MS),
         max_retry: Duration::from_millis(STORE_RETRY_MAX_MS),
     };
     server.add_service(background_service("token store recovery", recovery));
+    if let Some(feed) = revocations_elsewhere {
+        let feed = RevocationFeed {
+            auth,
+            feed: tokio::sync::Mutex::new(feed),
+        };
+        server.add_service(background_service("revocation feed", feed));
+    }
 
     Ok(Built {
         server,
@@ -477,6 +487,31 @@ impl BackgroundService for StorePurge {
 /// First retry after a store failure; doubled after each failed retry, up to the maximum.
 const STORE_RETRY_FIRST_MS: u64 = 100;
 const STORE_RETRY_MAX_MS: u64 = 2_000;
+
+/// Revocations made on other replicas (a shared store's feed), applied to this replica's cache at
+/// once; after an interruption, nothing cached is trusted.
+struct RevocationFeed {
+    auth: Arc<Authenticator>,
+    feed: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Announcement>>,
+}
+
+#[async_trait]
+impl BackgroundService for RevocationFeed {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut feed = self.feed.lock().await;
+        loop {
+            let announcement = tokio::select! {
+                _ = shutdown.changed() => return,
+                announcement = feed.recv() => announcement,
+            };
+            match announcement {
+                Some(Announcement::Revoked(hash)) => self.auth.cache().forget(hash).await,
+                Some(Announcement::Interrupted) => self.auth.cache().forget_all(),
+                None => return,
+            }
+        }
+    }
+}
 
 /// Brings a failing store back without a restart: reopens it and proves a durable write, then
 /// saves the revocations held in memory meanwhile. While all is well a tick costs two atomic

@@ -1,7 +1,7 @@
 //! A `TokenStore` decorator, whatever the backend: it times every operation, counts failures by
 //! class, and keeps `StoreHealth` (can the store be written now?) for readiness and recovery.
 
-use super::{Purged, StoreError, TokenRecord, TokenStore};
+use super::{Announcement, Purged, StoreError, TokenRecord, TokenStore};
 use crate::metrics::{Metrics, StoreOp};
 use crate::token::TokenHash;
 use async_trait::async_trait;
@@ -180,5 +180,9 @@ impl TokenStore for Instrumented {
 
     fn close(&self) -> Result<(), StoreError> {
         self.inner.close()
+    }
+
+    fn announcements(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Announcement>> {
+        self.inner.announcements()
     }
 }

@@ -109,6 +109,16 @@ pub struct Purged {
     pub undecodable: usize,
 }
 
+/// What a store shared by several replicas tells each of them about the others' revocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announcement {
+    /// This token was revoked (by any replica): drop it from the cache.
+    Revoked(TokenHash),
+    /// The feed was interrupted and is back: revocations may have been missed meanwhile, so
+    /// nothing cached can be trusted.
+    Interrupted,
+}
+
 #[async_trait]
 pub trait TokenStore: Send + Sync + 'static {
     /// Durably record a new token.
@@ -134,6 +144,11 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Close cleanly (blocking; called once, at shutdown). Later calls fail as `Unavailable`.
     fn close(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+    /// The feed of revocations made by any replica, for a store shared by several; `None` for a
+    /// store of one process. Given once: later calls get `None`.
+    fn announcements(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Announcement>> {
+        None
     }
 }
 

@@ -13,14 +13,22 @@
 //! Writes that touch several keys go in one `MULTI`/`EXEC`. The connection is redis-rs's
 //! `ConnectionManager` (reconnects by itself), driven by a runtime of its own so that it does
 //! not depend on which of pingora's runtimes used it first.
+//!
+//! A revocation is published on `<prefix>revoked` in the same transaction as the delete. Every
+//! replica's store is subscribed and hands each one on as an [`Announcement`], so that caches
+//! drop a token revoked elsewhere within milliseconds; after a lost subscription it says
+//! `Interrupted`, and the cache drops everything.
 
 use super::record::{decode_record, encode_record};
-use super::{Purged, StoreError, TokenRecord, TokenStore};
+use super::{Announcement, Purged, StoreError, TokenRecord, TokenStore};
 use crate::token::TokenHash;
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
+use std::sync::Mutex;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// Kept past a token's deadline before Redis drops it by itself: the gateway's clock decides, and
 /// a little drift between replicas and Redis must not end a live token early.
@@ -31,8 +39,48 @@ const PURGE_BATCH: isize = 1000;
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
-    /// Drives the connection; lives as long as the store.
+    announcements: Mutex<Option<mpsc::UnboundedReceiver<Announcement>>>,
+    /// Drives the connection and the subscription; lives as long as the store.
     _runtime: tokio::runtime::Runtime,
+}
+
+/// Where revocations are published.
+fn revoked_channel(prefix: &str) -> String {
+    format!("{prefix}revoked")
+}
+
+/// Subscribe to the revocation channel and hand each message on, for as long as anyone listens;
+/// resubscribe after a loss (100 ms, doubling, at most 2 s apart) and say `Interrupted` then.
+async fn follow_revocations(
+    client: redis::Client,
+    channel: String,
+    feed: mpsc::UnboundedSender<Announcement>,
+) {
+    let (mut wait, mut subscribed_before) = (Duration::from_millis(100), false);
+    while !feed.is_closed() {
+        if let Ok(mut pubsub) = client.get_async_pubsub().await {
+            if pubsub.subscribe(&channel).await.is_ok() {
+                if subscribed_before {
+                    let _ = feed.send(Announcement::Interrupted);
+                }
+                subscribed_before = true;
+                wait = Duration::from_millis(100);
+                let mut messages = pubsub.on_message();
+                while let Some(message) = messages.next().await {
+                    let mut hash = [0u8; 32];
+                    let payload: Vec<u8> = message.get_payload_bytes().to_vec();
+                    if hex::decode_to_slice(&payload, &mut hash).is_ok()
+                        && feed.send(Announcement::Revoked(TokenHash(hash))).is_err()
+                    {
+                        return;
+                    }
+                }
+                tracing::warn!("redis revocation feed lost; resubscribing");
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
+    }
 }
 
 fn unavailable(error: redis::RedisError) -> StoreError {
@@ -62,6 +110,7 @@ impl RedisStore {
     /// after `timeout` rather than wait for a server that does not answer.
     pub fn connect(url: &str, prefix: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
+        let subscriber = client.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("authgate-redis")
@@ -91,9 +140,16 @@ impl RedisStore {
         .map_err(|_| StoreError::Unavailable("redis: connecting panicked".into()))?
         .map_err(|_| StoreError::Unavailable(format!("redis: no connection within {timeout:?}")))?
         .map_err(unavailable)?;
+        let (feed, announcements) = mpsc::unbounded_channel();
+        runtime.spawn(follow_revocations(
+            subscriber,
+            revoked_channel(prefix),
+            feed,
+        ));
         Ok(RedisStore {
             conn,
             prefix: prefix.to_string(),
+            announcements: Mutex::new(Some(announcements)),
             _runtime: runtime,
         })
     }
@@ -153,8 +209,14 @@ impl RedisStore {
             .map_err(unavailable)
     }
 
-    /// Remove a token's key and index entries; whether its key was there.
-    async fn remove(&self, member: &str, subject: Option<&str>) -> Result<bool, StoreError> {
+    /// Remove a token's key and index entries, and tell every replica when `announce`; whether
+    /// its key was there.
+    async fn remove(
+        &self,
+        member: &str,
+        subject: Option<&str>,
+        announce: bool,
+    ) -> Result<bool, StoreError> {
         let mut pipe = redis::pipe();
         pipe.atomic()
             .del(format!("{}t:{member}", self.prefix))
@@ -162,6 +224,9 @@ impl RedisStore {
             .ignore();
         if let Some(subject) = subject {
             pipe.srem(self.subject_key(subject), member).ignore();
+        }
+        if announce {
+            pipe.publish(revoked_channel(&self.prefix), member).ignore();
         }
         let (deleted,): (u64,) = pipe
             .query_async(&mut self.conn())
@@ -188,7 +253,8 @@ impl TokenStore for RedisStore {
             Err(StoreError::Undecodable(_)) => None,
             Err(e) => return Err(e),
         };
-        self.remove(&hex::encode(hash.0), subject.as_deref()).await
+        self.remove(&hex::encode(hash.0), subject.as_deref(), true)
+            .await
     }
 
     async fn touch(&self, hash: TokenHash, last_used: u64) -> Result<(), StoreError> {
@@ -260,7 +326,8 @@ impl TokenStore for RedisStore {
                     }
                     Err(e) => return Err(e),
                 };
-                if self.remove(member, subject.as_deref()).await? {
+                // Dead already on every replica's clock: nothing to announce.
+                if self.remove(member, subject.as_deref(), false).await? {
                     purged.deleted += 1;
                 }
             }
@@ -283,6 +350,13 @@ impl TokenStore for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    fn announcements(&self) -> Option<mpsc::UnboundedReceiver<Announcement>> {
+        self.announcements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 }
 
@@ -373,6 +447,36 @@ pub(crate) mod tests {
                 (1..=61_000).contains(&ttl),
                 "remaining idle time plus margin: {ttl}"
             );
+        });
+    }
+
+    #[test]
+    fn a_revocation_on_one_store_is_announced_to_another() {
+        let server = RedisServer::start();
+        let one = RedisStore::connect(&server.url, "a:", Duration::from_secs(2)).unwrap();
+        let other = RedisStore::connect(&server.url, "a:", Duration::from_secs(2)).unwrap();
+        let mut feed = other.announcements().expect("given once");
+        assert!(other.announcements().is_none());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let hash = TokenHash::of("t");
+            one.insert(hash, super::super::contract::record("dave", 1_000))
+                .await
+                .unwrap();
+            // The subscription is made in the background: revoke until it is heard.
+            let heard = tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    one.revoke(hash).await.unwrap();
+                    if let Ok(Some(heard)) =
+                        tokio::time::timeout(Duration::from_millis(100), feed.recv()).await
+                    {
+                        return heard;
+                    }
+                }
+            })
+            .await
+            .expect("announced");
+            assert_eq!(heard, Announcement::Revoked(hash));
         });
     }
 
