@@ -1,5 +1,5 @@
 use anyhow::Context;
-use authgate::config::Config;
+use authgate::config::{Config, StoreKind};
 use authgate::server::shutdown::Shutdown;
 use authgate::store::{OnDamage, OpenError};
 use clap::{Parser, Subcommand};
@@ -42,6 +42,32 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Copy every live token from the configured store (`store.kind`) to another, with the same
+    /// file's settings for both (`store.data_dir`, `store.redis`): move between redb and Redis
+    /// without logging every client out. Run it with the gateways stopped; then switch
+    /// `store.kind`.
+    MigrateStore {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The store to copy into.
+        #[arg(long, value_enum)]
+        to: StoreTarget,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StoreTarget {
+    Redb,
+    Redis,
+}
+
+impl StoreTarget {
+    fn kind(self) -> StoreKind {
+        match self {
+            StoreTarget::Redb => StoreKind::Redb,
+            StoreTarget::Redis => StoreKind::Redis,
+        }
+    }
 }
 
 fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -127,6 +153,28 @@ fn check_config(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn migrate_store(path: PathBuf, to: StoreKind) -> anyhow::Result<()> {
+    let config = Config::load(&path)?;
+    let from = config.store.kind;
+    if from == to {
+        anyhow::bail!("store.kind is already {to:?}: nothing to copy");
+    }
+    let source = authgate::server::open_store(&config, from)?;
+    let target = authgate::server::open_store(&config, to)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let copied = runtime.block_on(authgate::store::copy_live_tokens(
+        source.as_ref(),
+        target.as_ref(),
+        authgate::store::now_ms(),
+    ))?;
+    source.close()?;
+    target.close()?;
+    println!("copied {copied} live tokens from {from:?} to {to:?}; now set store.kind");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -136,6 +184,7 @@ fn main() -> ExitCode {
         } => run(config, move_damaged_store),
         Command::HashPassword => hash_password(),
         Command::CheckConfig { config } => check_config(config),
+        Command::MigrateStore { config, to } => migrate_store(config, to.kind()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -143,8 +143,10 @@ fn jasypt_key(
 
 /// The configured store. A damaged file is an `OpenError` the caller can tell apart (main.rs
 /// names the flag that moves it aside).
-fn open_store(config: &Config) -> anyhow::Result<Arc<dyn TokenStore>> {
-    Ok(match config.store.kind {
+/// The token store of `kind`, with the settings of `config.store` (`kind` may differ from the
+/// configured one: `authgate migrate-store` opens both).
+pub fn open_store(config: &Config, kind: StoreKind) -> anyhow::Result<Arc<dyn TokenStore>> {
+    Ok(match kind {
         StoreKind::Redb => Arc::new(RedbStore::open(
             &config.store.data_dir,
             config.store.on_damage,
@@ -269,7 +271,7 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
     };
     let jasypt = jasypt_key(config, |name| std::env::var(name).ok())?;
     let metrics = Arc::new(Metrics::new());
-    let instrumented = Instrumented::new(open_store(config)?, metrics.clone());
+    let instrumented = Instrumented::new(open_store(config, config.store.kind)?, metrics.clone());
     let health = instrumented.health();
     let store: Arc<dyn TokenStore> = Arc::new(instrumented);
     let revocations_elsewhere = store.announcements();

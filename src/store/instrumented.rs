@@ -178,6 +178,10 @@ impl TokenStore for Instrumented {
             .await
     }
 
+    async fn live(&self, now: u64) -> Result<Vec<(TokenHash, TokenRecord)>, StoreError> {
+        self.inner.live(now).await
+    }
+
     fn close(&self) -> Result<(), StoreError> {
         self.inner.close()
     }

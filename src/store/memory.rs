@@ -73,6 +73,15 @@ impl TokenStore for MemoryStore {
     async fn count(&self) -> Result<u64, StoreError> {
         Ok(self.read().len() as u64)
     }
+
+    async fn live(&self, now: u64) -> Result<Vec<(TokenHash, TokenRecord)>, StoreError> {
+        Ok(self
+            .read()
+            .iter()
+            .filter(|(_, r)| r.is_live_at(now))
+            .map(|(h, r)| (*h, r.clone()))
+            .collect())
+    }
 }
 
 #[cfg(test)]

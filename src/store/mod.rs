@@ -136,6 +136,9 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn purge_expired(&self, now: u64) -> Result<Purged, StoreError>;
     /// Number of records held.
     async fn count(&self) -> Result<u64, StoreError>;
+    /// Every token live at `now` (to move them to another store). Records that cannot be decoded
+    /// are left out, and left where they are.
+    async fn live(&self, now: u64) -> Result<Vec<(TokenHash, TokenRecord)>, StoreError>;
     /// Bring a failing store back if it can be: reopen it if needed, then prove that a durable
     /// write succeeds. `Ok` means writes work now.
     async fn recover(&self) -> Result<(), StoreError> {
@@ -153,6 +156,20 @@ pub trait TokenStore: Send + Sync + 'static {
 }
 
 /// The earlier of two optional deadlines (`None` = never).
+/// Copy every live token from one store to another (`authgate migrate-store`): an operator moves
+/// between redb and Redis without logging every client out. Returns how many were copied.
+pub async fn copy_live_tokens(
+    from: &dyn TokenStore,
+    to: &dyn TokenStore,
+    now: u64,
+) -> Result<usize, StoreError> {
+    let live = from.live(now).await?;
+    for (hash, record) in &live {
+        to.insert(*hash, record.clone()).await?;
+    }
+    Ok(live.len())
+}
+
 pub fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -214,6 +231,13 @@ pub(crate) mod contract {
         assert_eq!(store.get(c).await.unwrap(), None);
         assert!(store.tokens_of("bob").await.unwrap().is_empty());
         assert_eq!(store.count().await.unwrap(), 1);
+        let live = store.live(20_000).await.unwrap();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].0, a);
+        assert!(
+            store.live(40_000).await.unwrap().is_empty(),
+            "a died at 31_000"
+        );
     }
 }
 

@@ -349,6 +349,24 @@ impl TokenStore for RedbStore {
         .await
     }
 
+    async fn live(&self, now: u64) -> Result<Vec<(TokenHash, TokenRecord)>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(classify)?;
+            let tokens = txn.open_table(TOKENS).map_err(classify)?;
+            let mut live = Vec::new();
+            for entry in tokens.iter().map_err(classify)? {
+                let (key, value) = entry.map_err(classify)?;
+                if let Ok(record) = decode_record(value.value()) {
+                    if record.is_live_at(now) {
+                        live.push((TokenHash(*key.value()), record));
+                    }
+                }
+            }
+            Ok(live)
+        })
+        .await
+    }
+
     async fn purge_expired(&self, now: u64) -> Result<Purged, StoreError> {
         self.blocking(move |db| {
             let mut txn = db.begin_write().map_err(classify)?;

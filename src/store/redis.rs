@@ -344,6 +344,37 @@ impl TokenStore for RedisStore {
             .map_err(unavailable)
     }
 
+    async fn live(&self, now: u64) -> Result<Vec<(TokenHash, TokenRecord)>, StoreError> {
+        // Live: a deadline after now (`TokenRecord::is_live_at`), or none.
+        let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.deadlines_key())
+            .arg(format!("({now}"))
+            .arg("+inf")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let mut live = Vec::with_capacity(members.len());
+        for batch in members.chunks(PURGE_BATCH as usize) {
+            let keys: Vec<String> = batch
+                .iter()
+                .map(|m| format!("{}t:{m}", self.prefix))
+                .collect();
+            let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+                .arg(&keys)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(unavailable)?;
+            for (member, value) in batch.iter().zip(values) {
+                let mut hash = [0u8; 32];
+                let record = value.and_then(|bytes| decode_record(&bytes).ok());
+                if let (Ok(()), Some(record)) = (hex::decode_to_slice(member, &mut hash), record) {
+                    live.push((TokenHash(hash), record));
+                }
+            }
+        }
+        Ok(live)
+    }
+
     async fn recover(&self) -> Result<(), StoreError> {
         let _: String = redis::cmd("PING")
             .query_async(&mut self.conn())
