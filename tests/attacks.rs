@@ -343,3 +343,34 @@ async fn near_the_total_idle_connections_make_room() {
         "room was made by shedding"
     );
 }
+
+/// A forwarded body that stops arriving is cut off after `body_read_timeout_ms` (pingora's own
+/// per-read timeout was 60 s), and the upstream never receives it whole.
+#[tokio::test]
+async fn a_stalled_body_is_cut_off() {
+    let (gw, up) = gateway_with(|c| {
+        c.limits.body_read_timeout_ms = nz(500);
+        c.public_paths = vec!["/public".into()];
+    });
+    let mut conn = connect_from("127.0.0.1", gw.addr).await;
+    conn.write_all(b"POST /public/stall HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\nhalf.")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        // Whatever comes back (an error answer, or nothing), the connection ends.
+        while let Ok(n) = conn.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the stalled request was not cut off");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert!(up
+        .requests()
+        .iter()
+        .all(|r| !(r.uri == "/public/stall" && r.body_len == 10)));
+}
