@@ -44,6 +44,13 @@ pub struct RedisStore {
     _runtime: tokio::runtime::Runtime,
 }
 
+/// Members with their hash and record, as `RedisStore::records_of` reads them.
+type RecordsOf<'m> = Vec<(
+    &'m String,
+    Option<TokenHash>,
+    Option<Result<TokenRecord, StoreError>>,
+)>;
+
 /// Where revocations are published.
 fn revoked_channel(prefix: &str) -> String {
     format!("{prefix}revoked")
@@ -209,6 +216,31 @@ impl RedisStore {
             .map_err(unavailable)
     }
 
+    /// The records of these members (hex hashes), in one round trip: each member with its hash
+    /// (if it is one) and its record (absent, decoded, or not decodable).
+    async fn records_of<'m>(&self, members: &'m [String]) -> Result<RecordsOf<'m>, StoreError> {
+        let keys: Vec<String> = members
+            .iter()
+            .map(|m| format!("{}t:{m}", self.prefix))
+            .collect();
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(members
+            .iter()
+            .zip(values)
+            .map(|(member, value)| {
+                let mut hash = [0u8; 32];
+                let hash = hex::decode_to_slice(member, &mut hash)
+                    .ok()
+                    .map(|()| TokenHash(hash));
+                (member, hash, value.map(|bytes| decode_record(&bytes)))
+            })
+            .collect())
+    }
+
     /// Remove a token's key and index entries, and tell every replica when `announce`; whether
     /// its key was there.
     async fn remove(
@@ -274,22 +306,11 @@ impl TokenStore for RedisStore {
         if members.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = members
-            .iter()
-            .map(|m| format!("{}t:{m}", self.prefix))
-            .collect();
-        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
         let (mut found, mut gone) = (Vec::new(), Vec::new());
-        for (member, value) in members.iter().zip(values) {
-            let mut hash = [0u8; 32];
-            let record = value.map(|bytes| decode_record(&bytes));
-            match (hex::decode_to_slice(member, &mut hash), record) {
-                (Ok(()), Some(Ok(record))) if record.subject == subject => {
-                    found.push((TokenHash(hash), record))
+        for (member, hash, record) in self.records_of(&members).await? {
+            match (hash, record) {
+                (Some(hash), Some(Ok(record))) if record.subject == subject => {
+                    found.push((hash, record))
                 }
                 (_, Some(Err(_))) => {} // kept: an unreadable record is never deleted here
                 _ => gone.push(member.clone()),
@@ -355,20 +376,9 @@ impl TokenStore for RedisStore {
             .map_err(unavailable)?;
         let mut live = Vec::with_capacity(members.len());
         for batch in members.chunks(PURGE_BATCH as usize) {
-            let keys: Vec<String> = batch
-                .iter()
-                .map(|m| format!("{}t:{m}", self.prefix))
-                .collect();
-            let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-                .arg(&keys)
-                .query_async(&mut self.conn())
-                .await
-                .map_err(unavailable)?;
-            for (member, value) in batch.iter().zip(values) {
-                let mut hash = [0u8; 32];
-                let record = value.and_then(|bytes| decode_record(&bytes).ok());
-                if let (Ok(()), Some(record)) = (hex::decode_to_slice(member, &mut hash), record) {
-                    live.push((TokenHash(hash), record));
+            for (_, hash, record) in self.records_of(batch).await? {
+                if let (Some(hash), Some(Ok(record))) = (hash, record) {
+                    live.push((hash, record));
                 }
             }
         }
