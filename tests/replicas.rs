@@ -192,3 +192,33 @@ async fn tokens_move_between_redb_and_redis_without_a_new_login() {
     assert_eq!(status_at(&on_redis.base, &t).await, 200);
     stop(proc);
 }
+
+/// Password guessing spread over replicas is counted as one: two wrong passwords on one replica
+/// and one on another lock the address out on both (each replica tells the others what it
+/// counted, through Redis). Alone, each replica would have seen fewer failures than the limit.
+#[tokio::test]
+async fn guessing_spread_over_replicas_is_locked_out_on_all() {
+    let redis = RedisServer::start();
+    let config = format!(
+        "{}login_limits:\n  lockout_after_failures: 3\n  lockout_seconds: 60\n  refusal_delay_ms: 0\n",
+        on_redis(&redis)
+    );
+    let replicas: Vec<Setup> = (0..2).map(|_| setup(&config)).collect();
+    let _procs: Vec<Proc> = replicas.iter().map(|r| r.start("warn")).collect();
+    for r in &replicas {
+        wait_connectable(format!("127.0.0.1:{}", r.port).parse().unwrap());
+    }
+    let (a, b) = (&replicas[0].base, &replicas[1].base);
+    // Both replicas are subscribed before the guessing starts: a login round trip through each.
+    token(a, "admin", ADMIN_PASSWORD, APP).await;
+    token(b, "admin", ADMIN_PASSWORD, APP).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for base in [a, a, b] {
+        assert_eq!(login(base, "admin", "guess", APP).await.0, 401);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for base in [a, b] {
+        let (status, body) = login(base, "admin", ADMIN_PASSWORD, APP).await;
+        assert_eq!(status, 429, "{base}: {body}");
+    }
+}

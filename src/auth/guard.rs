@@ -6,8 +6,9 @@
 //!   many addresses.
 //!
 //! Checked before the password is verified, so a limited attempt costs no argon2 work. The state
-//! lives in this process; sharing it across replicas comes with the Redis store (the keys are
-//! plain strings and addresses for that reason). Every limit reads the gateway's [`Clock`], so a
+//! lives in this process. With a store shared by several replicas, each one tells the others
+//! what it counted ([`GuardEvent`], carried by the store) and applies what they tell it, so that
+//! limits and lockouts count across replicas, a few milliseconds late at most. Every limit reads the gateway's [`Clock`], so a
 //! test or a bench can run an hour of guessing in milliseconds.
 
 use crate::clock::Clock;
@@ -20,6 +21,25 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// What one replica counted, for the others to count too.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum GuardEvent {
+    /// An attempt let through to a password check: it used up rate.
+    Attempt {
+        user: String,
+        client: IpAddr,
+        per_user: bool,
+    },
+    Failed {
+        user: String,
+        client: IpAddr,
+    },
+    Succeeded {
+        user: String,
+        client: IpAddr,
+    },
+}
 
 /// Which limit refused a login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +116,8 @@ pub struct LoginGuard {
     lockout_max_ms: u64,
     clock: Arc<dyn Clock>,
     checks: AtomicU64,
+    /// Where this replica's counts go, when other replicas listen (`share_events`).
+    events: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<GuardEvent>>,
 }
 
 fn key(user: &str) -> String {
@@ -128,6 +150,40 @@ impl LoginGuard {
             lockout_max_ms,
             clock,
             checks: AtomicU64::new(0),
+            events: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// From now on, every attempt, failure and success counted here is also sent on the
+    /// returned channel, for the other replicas (`None` if already asked).
+    pub fn share_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<GuardEvent>> {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        self.events.set(sender).ok().map(|()| receiver)
+    }
+
+    fn tell(&self, event: GuardEvent) {
+        if let Some(events) = self.events.get() {
+            let _ = events.send(event);
+        }
+    }
+
+    /// Count what another replica counted (never told on again).
+    pub fn apply(&self, event: GuardEvent) {
+        match event {
+            GuardEvent::Attempt {
+                user,
+                client,
+                per_user,
+            } => {
+                let _ = self.per_client.check_key(&client);
+                if per_user {
+                    let _ = self.per_user.check_key(&key(&user));
+                }
+            }
+            GuardEvent::Failed { user, client } => self.count_failure(key(&user), client),
+            GuardEvent::Succeeded { user, client } => {
+                self.failures.invalidate(&(key(&user), client))
+            }
         }
     }
 
@@ -171,20 +227,33 @@ impl LoginGuard {
             limit: Limit::ClientAddress,
             retry_after: wait(n),
         })?;
-        if !per_user {
-            return Ok(());
+        if per_user {
+            self.per_user.check_key(&user).map_err(|n| Limited {
+                limit: Limit::UserName,
+                retry_after: wait(n),
+            })?;
         }
-        self.per_user.check_key(&user).map_err(|n| Limited {
-            limit: Limit::UserName,
-            retry_after: wait(n),
-        })
+        self.tell(GuardEvent::Attempt {
+            user,
+            client: ip,
+            per_user,
+        });
+        Ok(())
     }
 
     /// A wrong password (or unknown user): count it, and lock the pair out past the threshold,
     /// for twice as long after each further failure, up to the cap.
     pub fn failed(&self, client: Option<IpAddr>, user: &str) {
         let ip = client.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let pair = (key(user), ip);
+        self.count_failure(key(user), ip);
+        self.tell(GuardEvent::Failed {
+            user: key(user),
+            client: ip,
+        });
+    }
+
+    fn count_failure(&self, user: String, ip: IpAddr) {
+        let pair = (user, ip);
         let now = self.clock.now_ms();
         let mut f = self.failures.get(&pair).unwrap_or(Failures {
             count: 0,
@@ -206,6 +275,10 @@ impl LoginGuard {
     pub fn succeeded(&self, client: Option<IpAddr>, user: &str) {
         let ip = client.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         self.failures.invalidate(&(key(user), ip));
+        self.tell(GuardEvent::Succeeded {
+            user: key(user),
+            client: ip,
+        });
     }
 }
 
@@ -304,6 +377,27 @@ mod tests {
             }
         }
         assert_eq!(attempts, 24);
+    }
+
+    /// Two replicas: what one counts, the other applies; three failures split between them lock
+    /// the pair out on both.
+    #[test]
+    fn counts_told_to_another_replica_lock_out_there_too() {
+        let clock = Arc::new(ManualClock::new());
+        let (one, other) = (guard(clock.clone()), guard(clock));
+        let mut told = one.share_events().unwrap();
+        assert!(one.share_events().is_none(), "given once");
+        let ip = Some("203.0.113.5".parse().unwrap());
+        for _ in 0..2 {
+            one.admit(ip, "admin").unwrap();
+            one.failed(ip, "admin");
+        }
+        while let Ok(event) = told.try_recv() {
+            other.apply(event);
+        }
+        other.admit(ip, "admin").unwrap();
+        other.failed(ip, "admin");
+        assert_eq!(other.admit(ip, "admin").unwrap_err().limit, Limit::Lockout);
     }
 
     #[test]

@@ -114,6 +114,11 @@ impl Authenticator {
         self
     }
 
+    /// The login limits, to share their counts with other replicas.
+    pub fn guard(&self) -> &guard::LoginGuard {
+        &self.guard
+    }
+
     /// Now, by the clock the token logic uses.
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()

@@ -7,6 +7,7 @@ pub mod flood_report;
 pub mod shutdown;
 pub mod users_reload;
 
+use crate::auth::guard::GuardEvent;
 use crate::auth::jasypt::JasyptKey;
 use crate::auth::password::PasswordVerifier;
 use crate::auth::users::UserDirectory;
@@ -274,7 +275,7 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
     let instrumented = Instrumented::new(open_store(config, config.store.kind)?, metrics.clone());
     let health = instrumented.health();
     let store: Arc<dyn TokenStore> = Arc::new(instrumented);
-    let revocations_elsewhere = store.announcements();
+    let from_replicas = store.announcements();
     let cache = TokenCache::new(
         store.clone(),
         config.cache.capacity.get(),
@@ -433,12 +434,19 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
         max_retry: Duration::from_millis(STORE_RETRY_MAX_MS),
     };
     server.add_service(background_service("token store recovery", recovery));
-    if let Some(feed) = revocations_elsewhere {
-        let feed = RevocationFeed {
+    if let Some(feed) = from_replicas {
+        if let Some(counts) = auth.guard().share_events() {
+            let to = ToReplicas {
+                store: auth.cache().store().clone(),
+                counts: tokio::sync::Mutex::new(counts),
+            };
+            server.add_service(background_service("login counts to replicas", to));
+        }
+        let from = FromReplicas {
             auth,
             feed: tokio::sync::Mutex::new(feed),
         };
-        server.add_service(background_service("revocation feed", feed));
+        server.add_service(background_service("from other replicas", from));
     }
 
     Ok(Built {
@@ -490,15 +498,15 @@ impl BackgroundService for StorePurge {
 const STORE_RETRY_FIRST_MS: u64 = 100;
 const STORE_RETRY_MAX_MS: u64 = 2_000;
 
-/// Revocations made on other replicas (a shared store's feed), applied to this replica's cache at
-/// once; after an interruption, nothing cached is trusted.
-struct RevocationFeed {
+/// What other replicas announce through a shared store, applied here at once: revocations to the
+/// cache (after an interruption, nothing cached is trusted), login counts to the login limits.
+struct FromReplicas {
     auth: Arc<Authenticator>,
     feed: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Announcement>>,
 }
 
 #[async_trait]
-impl BackgroundService for RevocationFeed {
+impl BackgroundService for FromReplicas {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut feed = self.feed.lock().await;
         loop {
@@ -509,7 +517,39 @@ impl BackgroundService for RevocationFeed {
             match announcement {
                 Some(Announcement::Revoked(hash)) => self.auth.cache().forget(hash).await,
                 Some(Announcement::Interrupted) => self.auth.cache().forget_all(),
+                Some(Announcement::FromReplica(message)) => {
+                    match serde_json::from_slice::<GuardEvent>(&message) {
+                        Ok(event) => self.auth.guard().apply(event),
+                        Err(e) => tracing::debug!(error = %e, "unreadable message from a replica"),
+                    }
+                }
                 None => return,
+            }
+        }
+    }
+}
+
+/// This replica's login counts, sent to the others through the shared store, so that limits and
+/// lockouts count across replicas. A count that cannot be sent (Redis down) is dropped: logins
+/// fail closed then anyway, since no token can be saved.
+struct ToReplicas {
+    store: Arc<dyn TokenStore>,
+    counts: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<GuardEvent>>,
+}
+
+#[async_trait]
+impl BackgroundService for ToReplicas {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut counts = self.counts.lock().await;
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.changed() => return,
+                event = counts.recv() => event,
+            };
+            let Some(event) = event else { return };
+            let message = serde_json::to_vec(&event).expect("a login count always serialises");
+            if let Err(e) = self.store.tell_replicas(message).await {
+                tracing::debug!(error = %e, "a login count was not sent to the other replicas");
             }
         }
     }

@@ -189,4 +189,8 @@ impl TokenStore for Instrumented {
     fn announcements(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Announcement>> {
         self.inner.announcements()
     }
+
+    async fn tell_replicas(&self, message: Vec<u8>) -> Result<(), StoreError> {
+        self.inner.tell_replicas(message).await
+    }
 }

@@ -110,13 +110,15 @@ pub struct Purged {
 }
 
 /// What a store shared by several replicas tells each of them about the others' revocations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Announcement {
     /// This token was revoked (by any replica): drop it from the cache.
     Revoked(TokenHash),
     /// The feed was interrupted and is back: revocations may have been missed meanwhile, so
     /// nothing cached can be trusted.
     Interrupted,
+    /// A message another replica sent with [`TokenStore::tell_replicas`] (never one's own).
+    FromReplica(Vec<u8>),
 }
 
 #[async_trait]
@@ -152,6 +154,11 @@ pub trait TokenStore: Send + Sync + 'static {
     /// store of one process. Given once: later calls get `None`.
     fn announcements(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Announcement>> {
         None
+    }
+    /// Send a message to every other replica on this store (their `announcements`); nothing
+    /// for a store of one process.
+    async fn tell_replicas(&self, _message: Vec<u8>) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 

@@ -39,6 +39,8 @@ const PURGE_BATCH: isize = 1000;
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
+    /// Marks this replica's own messages, which its subscription skips.
+    replica: String,
     announcements: Mutex<Option<mpsc::UnboundedReceiver<Announcement>>>,
     /// Drives the connection and the subscription; lives as long as the store.
     _runtime: tokio::runtime::Runtime,
@@ -56,17 +58,26 @@ fn revoked_channel(prefix: &str) -> String {
     format!("{prefix}revoked")
 }
 
-/// Subscribe to the revocation channel and hand each message on, for as long as anyone listens;
-/// resubscribe after a loss (100 ms, doubling, at most 2 s apart) and say `Interrupted` then.
+/// Where replicas tell each other what else they counted (`tell_replicas`).
+fn replicas_channel(prefix: &str) -> String {
+    format!("{prefix}replicas")
+}
+
+/// Subscribe to the revocation and replica channels and hand each message on, for as long as
+/// anyone listens; resubscribe after a loss (100 ms, doubling, at most 2 s apart) and say
+/// `Interrupted` then.
 async fn follow_revocations(
     client: redis::Client,
-    channel: String,
+    prefix: String,
+    replica: String,
     feed: mpsc::UnboundedSender<Announcement>,
 ) {
+    let (revoked, replicas) = (revoked_channel(&prefix), replicas_channel(&prefix));
+    let own = format!("{replica}:");
     let (mut wait, mut subscribed_before) = (Duration::from_millis(100), false);
     while !feed.is_closed() {
         if let Ok(mut pubsub) = client.get_async_pubsub().await {
-            if pubsub.subscribe(&channel).await.is_ok() {
+            if pubsub.subscribe(&[&revoked, &replicas]).await.is_ok() {
                 if subscribed_before {
                     let _ = feed.send(Announcement::Interrupted);
                 }
@@ -74,12 +85,19 @@ async fn follow_revocations(
                 wait = Duration::from_millis(100);
                 let mut messages = pubsub.on_message();
                 while let Some(message) = messages.next().await {
-                    let mut hash = [0u8; 32];
-                    let payload: Vec<u8> = message.get_payload_bytes().to_vec();
-                    if hex::decode_to_slice(&payload, &mut hash).is_ok()
-                        && feed.send(Announcement::Revoked(TokenHash(hash))).is_err()
-                    {
-                        return;
+                    let payload = message.get_payload_bytes();
+                    let announcement = if message.get_channel_name() == replicas {
+                        from_replica(payload, &own)
+                    } else {
+                        let mut hash = [0u8; 32];
+                        hex::decode_to_slice(payload, &mut hash)
+                            .ok()
+                            .map(|()| Announcement::Revoked(TokenHash(hash)))
+                    };
+                    if let Some(announcement) = announcement {
+                        if feed.send(announcement).is_err() {
+                            return;
+                        }
                     }
                 }
                 tracing::warn!("redis revocation feed lost; resubscribing");
@@ -88,6 +106,15 @@ async fn follow_revocations(
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(2));
     }
+}
+
+/// A replica's message (`<its mark>:<message>`), unless it is this replica's own.
+fn from_replica(payload: &[u8], own: &str) -> Option<Announcement> {
+    if payload.starts_with(own.as_bytes()) {
+        return None;
+    }
+    let colon = payload.iter().position(|b| *b == b':')?;
+    Some(Announcement::FromReplica(payload[colon + 1..].to_vec()))
 }
 
 fn unavailable(error: redis::RedisError) -> StoreError {
@@ -148,14 +175,17 @@ impl RedisStore {
         .map_err(|_| StoreError::Unavailable(format!("redis: no connection within {timeout:?}")))?
         .map_err(unavailable)?;
         let (feed, announcements) = mpsc::unbounded_channel();
+        let replica = hex::encode(rand::random::<u64>().to_be_bytes());
         runtime.spawn(follow_revocations(
             subscriber,
-            revoked_channel(prefix),
+            prefix.to_string(),
+            replica.clone(),
             feed,
         ));
         Ok(RedisStore {
             conn,
             prefix: prefix.to_string(),
+            replica,
             announcements: Mutex::new(Some(announcements)),
             _runtime: runtime,
         })
@@ -391,6 +421,15 @@ impl TokenStore for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn tell_replicas(&self, message: Vec<u8>) -> Result<(), StoreError> {
+        let mut marked = format!("{}:", self.replica).into_bytes();
+        marked.extend_from_slice(&message);
+        self.conn()
+            .publish(replicas_channel(&self.prefix), marked)
+            .await
+            .map_err(unavailable)
     }
 
     fn announcements(&self) -> Option<mpsc::UnboundedReceiver<Announcement>> {
