@@ -17,6 +17,16 @@ fn on_redis(redis: &RedisServer) -> String {
     )
 }
 
+/// `n` real gateway processes with one config, each on its own ports, accepting connections.
+fn start_replicas(n: usize, config: &str) -> (Vec<Setup>, Vec<Proc>) {
+    let replicas: Vec<Setup> = (0..n).map(|_| setup(config)).collect();
+    let procs = replicas.iter().map(|r| r.start("warn")).collect();
+    for r in &replicas {
+        wait_connectable(format!("127.0.0.1:{}", r.port).parse().unwrap());
+    }
+    (replicas, procs)
+}
+
 async fn status_at(base: &str, token: &str) -> u16 {
     status_with(&format!("{base}/api/hosts"), token, APP).await
 }
@@ -32,11 +42,7 @@ async fn three_replicas_share_tokens_and_a_logout_holds_on_all_within_a_second()
         "{}login_limits:\n  per_client_per_minute: 1000000\n  per_user_per_minute: 1000000\n",
         on_redis(&redis)
     );
-    let replicas: Vec<Setup> = (0..3).map(|_| setup(&config)).collect();
-    let procs: Vec<Proc> = replicas.iter().map(|r| r.start("warn")).collect();
-    for r in &replicas {
-        wait_connectable(format!("127.0.0.1:{}", r.port).parse().unwrap());
-    }
+    let (replicas, procs) = start_replicas(3, &config);
     let (a, b, c) = (&replicas[0].base, &replicas[1].base, &replicas[2].base);
     let mut unseen = Vec::new();
     // ROUNDS=1000 for the figure (a minute); 30 by default.
@@ -203,11 +209,7 @@ async fn guessing_spread_over_replicas_is_locked_out_on_all() {
         "{}login_limits:\n  lockout_after_failures: 3\n  lockout_seconds: 60\n  refusal_delay_ms: 0\n",
         on_redis(&redis)
     );
-    let replicas: Vec<Setup> = (0..2).map(|_| setup(&config)).collect();
-    let _procs: Vec<Proc> = replicas.iter().map(|r| r.start("warn")).collect();
-    for r in &replicas {
-        wait_connectable(format!("127.0.0.1:{}", r.port).parse().unwrap());
-    }
+    let (replicas, _procs) = start_replicas(2, &config);
     let (a, b) = (&replicas[0].base, &replicas[1].base);
     // Both replicas are subscribed before the guessing starts: a login round trip through each.
     token(a, "admin", ADMIN_PASSWORD, APP).await;

@@ -89,6 +89,10 @@ const MAX_KEY_LEN: usize = 128;
 /// The name share-URL logins are counted under (no user name can hold a NUL).
 pub const SHARE_LOGIN: &str = "\0share-url";
 
+/// Counts waiting to be sent to the other replicas; beyond, new ones are dropped (a flood from
+/// many addresses while Redis is slow must not grow memory without bound).
+const EVENTS_WAITING: usize = 10_000;
+
 /// Sweep the rate limiters' idle keys after this many checks.
 const SWEEP_EVERY: u64 = 4096;
 
@@ -117,7 +121,7 @@ pub struct LoginGuard {
     clock: Arc<dyn Clock>,
     checks: AtomicU64,
     /// Where this replica's counts go, when other replicas listen (`share_events`).
-    events: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<GuardEvent>>,
+    events: std::sync::OnceLock<tokio::sync::mpsc::Sender<GuardEvent>>,
 }
 
 fn key(user: &str) -> String {
@@ -155,15 +159,16 @@ impl LoginGuard {
     }
 
     /// From now on, every attempt, failure and success counted here is also sent on the
-    /// returned channel, for the other replicas (`None` if already asked).
-    pub fn share_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<GuardEvent>> {
-        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    /// returned channel, for the other replicas (`None` if already asked). At most
+    /// `EVENTS_WAITING` wait to be sent; beyond, new ones are dropped.
+    pub fn share_events(&self) -> Option<tokio::sync::mpsc::Receiver<GuardEvent>> {
+        let (sender, receiver) = tokio::sync::mpsc::channel(EVENTS_WAITING);
         self.events.set(sender).ok().map(|()| receiver)
     }
 
     fn tell(&self, event: GuardEvent) {
         if let Some(events) = self.events.get() {
-            let _ = events.send(event);
+            let _ = events.try_send(event);
         }
     }
 

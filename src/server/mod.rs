@@ -498,6 +498,17 @@ impl BackgroundService for StorePurge {
 const STORE_RETRY_FIRST_MS: u64 = 100;
 const STORE_RETRY_MAX_MS: u64 = 2_000;
 
+/// `work`'s output, or `None` once the server starts shutting down.
+async fn unless_shutdown<F: std::future::Future>(
+    shutdown: &mut ShutdownWatch,
+    work: F,
+) -> Option<F::Output> {
+    tokio::select! {
+        _ = shutdown.changed() => None,
+        output = work => Some(output),
+    }
+}
+
 /// What other replicas announce through a shared store, applied here at once: revocations to the
 /// cache (after an interruption, nothing cached is trusted), login counts to the login limits.
 struct FromReplicas {
@@ -510,20 +521,19 @@ impl BackgroundService for FromReplicas {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut feed = self.feed.lock().await;
         loop {
-            let announcement = tokio::select! {
-                _ = shutdown.changed() => return,
-                announcement = feed.recv() => announcement,
+            let Some(announcement) = unless_shutdown(&mut shutdown, feed.recv()).await.flatten()
+            else {
+                return;
             };
             match announcement {
-                Some(Announcement::Revoked(hash)) => self.auth.cache().forget(hash).await,
-                Some(Announcement::Interrupted) => self.auth.cache().forget_all(),
-                Some(Announcement::FromReplica(message)) => {
+                Announcement::Revoked(hash) => self.auth.cache().forget(hash).await,
+                Announcement::Interrupted => self.auth.cache().forget_all(),
+                Announcement::FromReplica(message) => {
                     match serde_json::from_slice::<GuardEvent>(&message) {
                         Ok(event) => self.auth.guard().apply(event),
                         Err(e) => tracing::debug!(error = %e, "unreadable message from a replica"),
                     }
                 }
-                None => return,
             }
         }
     }
@@ -534,7 +544,7 @@ impl BackgroundService for FromReplicas {
 /// fail closed then anyway, since no token can be saved.
 struct ToReplicas {
     store: Arc<dyn TokenStore>,
-    counts: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<GuardEvent>>,
+    counts: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<GuardEvent>>,
 }
 
 #[async_trait]
@@ -542,11 +552,12 @@ impl BackgroundService for ToReplicas {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut counts = self.counts.lock().await;
         loop {
-            let event = tokio::select! {
-                _ = shutdown.changed() => return,
-                event = counts.recv() => event,
+            let Some(event) = unless_shutdown(&mut shutdown, counts.recv())
+                .await
+                .flatten()
+            else {
+                return;
             };
-            let Some(event) = event else { return };
             let message = serde_json::to_vec(&event).expect("a login count always serialises");
             if let Err(e) = self.store.tell_replicas(message).await {
                 tracing::debug!(error = %e, "a login count was not sent to the other replicas");
