@@ -2,7 +2,7 @@
 //!
 //! Run: `cargo bench --bench cache_memory` (prints RSS before and after; target ≤ 300 MB).
 
-use authgate::cache::TokenCache;
+use authgate::cache::{CacheTimes, TokenCache};
 use authgate::metrics::Metrics;
 use authgate::store::{now_ms, MemoryStore, TokenKind, TokenRecord};
 use authgate::token::{new_gwos_token, TokenHash};
@@ -26,9 +26,12 @@ fn main() {
         let cache = TokenCache::new(
             Arc::new(MemoryStore::new()),
             count as u64 + 1,
-            Duration::from_secs(3600),
-            Duration::from_secs(5),
-            Duration::from_secs(60),
+            CacheTimes {
+                max_ttl: Duration::from_secs(3600),
+                negative_ttl: Duration::from_secs(5),
+                touch_step: Duration::from_secs(60),
+                outage_grace: Duration::ZERO,
+            },
             Arc::new(Metrics::new()),
         );
         let before = rss_mib();

@@ -6,7 +6,7 @@
 use authgate::auth::password::PasswordVerifier;
 use authgate::auth::users::UserDirectory;
 use authgate::auth::{Authenticator, CredentialSource, Credentials, TokenPolicy};
-use authgate::cache::TokenCache;
+use authgate::cache::{CacheTimes, TokenCache};
 use authgate::config::Config;
 use authgate::metrics::Metrics;
 use authgate::proxy::headers::credentials;
@@ -40,9 +40,12 @@ fn authenticator(store: Arc<dyn TokenStore>, max_ttl: Duration) -> Authenticator
     let cache = TokenCache::new(
         store,
         1_000_000,
-        max_ttl,
-        Duration::from_secs(5),
-        Duration::from_secs(60),
+        CacheTimes {
+            max_ttl,
+            negative_ttl: Duration::from_secs(5),
+            touch_step: Duration::from_secs(60),
+            outage_grace: Duration::ZERO,
+        },
         metrics.clone(),
     );
     Authenticator::new(

@@ -1,6 +1,9 @@
 //! moka in front of the token store: the hot path is one cache lookup.
 //!
-//! - positive entries live `max_ttl` at most, and a token's own deadline is checked on every hit;
+//! - positive entries are trusted `max_ttl` after the store confirmed them, then asked for again,
+//!   and a token's own deadline is checked on every hit;
+//! - while the store cannot answer, a confirmed entry keeps serving for `outage_grace` more
+//!   (stale-if-error), and nothing else does;
 //! - unknown tokens are remembered for a few seconds, so a flood of junk cannot hammer the store;
 //! - sliding expiry is tracked in memory and written back at a coarse step, in the background;
 //! - a revocation the store could not save is held here, and refused on every path, until the
@@ -27,7 +30,7 @@ pub struct Binding {
     pub app_name: Box<str>,
 }
 
-/// A validated token as the cache holds it. Kept small on purpose (40 bytes plus its `Arc`): the
+/// A validated token as the cache holds it. Kept small on purpose (48 bytes plus its `Arc`): the
 /// cache's memory is this times the number of live tokens.
 #[derive(Debug)]
 pub struct CachedToken {
@@ -38,6 +41,8 @@ pub struct CachedToken {
     last_used: AtomicU64,
     /// Latest use written back to the store (ms).
     persisted: AtomicU64,
+    /// When the store last said the token exists (ms).
+    confirmed_at: AtomicU64,
 }
 
 impl CachedToken {
@@ -51,6 +56,10 @@ impl CachedToken {
             .is_none_or(|deadline| now < deadline)
     }
 }
+
+/// After the store failed to answer, how long lookups take that as its answer instead of asking
+/// (and waiting for its timeout) again: during an outage, one request in this time pays the wait.
+const OUTAGE_RECHECK_MS: u64 = 250;
 
 /// Most revocations held in memory during a store outage (about 5 MiB).
 const MAX_UNSAVED: usize = 100_000;
@@ -102,11 +111,28 @@ pub enum Lookup {
     Expired,
 }
 
+/// How long cache entries are trusted.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheTimes {
+    /// How long after the store confirmed a token it is served without asking again.
+    pub max_ttl: Duration,
+    /// How long an unknown token is remembered as such.
+    pub negative_ttl: Duration,
+    /// How often sliding expiry is written back.
+    pub touch_step: Duration,
+    /// How much longer than `max_ttl` a confirmed token is served while the store is unavailable.
+    pub outage_grace: Duration,
+}
+
 pub struct TokenCache {
-    /// Validated tokens, for `max_ttl` at most: the bound on how stale an entry may be against
-    /// the store. A token's own deadline is checked on every hit, so no per-entry expiry is needed
-    /// (moka's per-entry timers cost memory on every entry).
+    /// Validated tokens, for `max_ttl + outage_grace` at most; past `max_ttl` from their
+    /// confirmation they are asked for again. A token's own deadline is checked on every hit, so
+    /// no per-entry expiry is needed (moka's per-entry timers cost memory on every entry).
     positive: Cache<Key, Arc<CachedToken>>,
+    max_ttl_ms: u64,
+    outage_grace_ms: u64,
+    /// Until when (ms) the store is taken as unavailable without asking (`OUTAGE_RECHECK_MS`).
+    unavailable_until: AtomicU64,
     negative: Cache<Key, ()>,
     bindings: Bindings,
     store: Arc<dyn TokenStore>,
@@ -119,31 +145,33 @@ pub struct TokenCache {
     hits: prometheus::IntCounter,
     misses: prometheus::IntCounter,
     negative_hits: prometheus::IntCounter,
+    stale_hits: prometheus::IntCounter,
 }
 
 impl TokenCache {
     pub fn new(
         store: Arc<dyn TokenStore>,
         capacity: u64,
-        max_ttl: Duration,
-        negative_ttl: Duration,
-        touch_step: Duration,
+        times: CacheTimes,
         metrics: Arc<Metrics>,
     ) -> TokenCache {
         TokenCache {
             positive: Cache::builder()
                 .max_capacity(capacity)
-                .time_to_live(max_ttl)
+                .time_to_live(times.max_ttl + times.outage_grace)
                 .build(),
+            max_ttl_ms: times.max_ttl.as_millis() as u64,
+            outage_grace_ms: times.outage_grace.as_millis() as u64,
+            unavailable_until: AtomicU64::new(0),
             negative: Cache::builder()
                 .max_capacity(capacity)
-                .time_to_live(negative_ttl)
+                .time_to_live(times.negative_ttl)
                 .build(),
             bindings: Bindings::default(),
             store,
             unsaved: Mutex::default(),
             unsaved_count: AtomicUsize::new(0),
-            touch_step_ms: touch_step.as_millis() as u64,
+            touch_step_ms: times.touch_step.as_millis() as u64,
             hits: metrics
                 .cache_lookups
                 .with_label_values(&[CacheLookup::Hit.as_str()]),
@@ -153,6 +181,9 @@ impl TokenCache {
             negative_hits: metrics
                 .cache_lookups
                 .with_label_values(&[CacheLookup::NegativeHit.as_str()]),
+            stale_hits: metrics
+                .cache_lookups
+                .with_label_values(&[CacheLookup::StaleHit.as_str()]),
         }
     }
 
@@ -167,22 +198,26 @@ impl TokenCache {
         }
         let key = key(&hash);
         if let Some(token) = self.positive.get(&key).await {
-            self.hits.inc();
-            if token.live_at(now) {
-                return Ok(Lookup::Valid {
-                    token,
-                    cache_hit: true,
-                });
+            let confirmed_at = token.confirmed_at.load(Ordering::Relaxed);
+            if now < confirmed_at.saturating_add(self.max_ttl_ms) {
+                self.hits.inc();
+                if token.live_at(now) {
+                    return Ok(Lookup::Valid {
+                        token,
+                        cache_hit: true,
+                    });
+                }
+                self.positive.invalidate(&key).await;
+                return Ok(Lookup::Expired);
             }
-            self.positive.invalidate(&key).await;
-            return Ok(Lookup::Expired);
+            return self.confirm(hash, key, token, confirmed_at, now).await;
         }
         if self.negative.contains_key(&key) {
             self.negative_hits.inc();
             return Ok(Lookup::Unknown { negative_hit: true });
         }
         self.misses.inc();
-        let Some(record) = self.store.get(hash).await? else {
+        let Some(record) = self.ask_store(hash, now).await? else {
             self.negative.insert(key, ()).await;
             return Ok(Lookup::Unknown {
                 negative_hit: false,
@@ -191,7 +226,7 @@ impl TokenCache {
         if !record.is_live_at(now) {
             return Ok(Lookup::Expired);
         }
-        let token = Arc::new(self.entry(&record));
+        let token = Arc::new(self.entry(&record, now));
         self.positive.insert(key, token.clone()).await;
         // A logout that raced with this load has marked the token negative: honour it.
         if self.negative.contains_key(&key) {
@@ -204,7 +239,78 @@ impl TokenCache {
         })
     }
 
-    fn entry(&self, record: &TokenRecord) -> CachedToken {
+    /// Ask the store again about a cached token past `max_ttl`. While the store is unavailable,
+    /// the entry keeps serving until `outage_grace` has passed as well.
+    async fn confirm(
+        &self,
+        hash: TokenHash,
+        key: Key,
+        token: Arc<CachedToken>,
+        confirmed_at: u64,
+        now: u64,
+    ) -> Result<Lookup, StoreError> {
+        self.misses.inc();
+        match self.ask_store(hash, now).await {
+            Ok(Some(record)) => {
+                token
+                    .last_used
+                    .fetch_max(record.last_used, Ordering::Relaxed);
+                token
+                    .persisted
+                    .fetch_max(record.last_used, Ordering::Relaxed);
+                token.confirmed_at.fetch_max(now, Ordering::Relaxed);
+                if token.live_at(now) {
+                    return Ok(Lookup::Valid {
+                        token,
+                        cache_hit: false,
+                    });
+                }
+                self.positive.invalidate(&key).await;
+                Ok(Lookup::Expired)
+            }
+            Ok(None) => {
+                self.forget(hash).await;
+                Ok(Lookup::Unknown {
+                    negative_hit: false,
+                })
+            }
+            Err(StoreError::Unavailable(_))
+                if now < confirmed_at.saturating_add(self.max_ttl_ms + self.outage_grace_ms)
+                    && token.live_at(now) =>
+            {
+                self.stale_hits.inc();
+                Ok(Lookup::Valid {
+                    token,
+                    cache_hit: true,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The store's record of `hash`; while it has just failed to answer, its failure again.
+    async fn ask_store(
+        &self,
+        hash: TokenHash,
+        now: u64,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        if now < self.unavailable_until.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable(
+                "token store did not answer just now".into(),
+            ));
+        }
+        let asked = std::time::Instant::now();
+        let answer = self.store.get(hash).await;
+        if let Err(StoreError::Unavailable(_)) = answer {
+            // From when the failure came, which may have been a timeout after `now`.
+            let waited = asked.elapsed().as_millis() as u64;
+            self.unavailable_until
+                .store(now + waited + OUTAGE_RECHECK_MS, Ordering::Relaxed);
+        }
+        answer
+    }
+
+    fn entry(&self, record: &TokenRecord, now: u64) -> CachedToken {
         let binding = self.bindings.intern(Binding {
             kind: record.kind,
             subject: record.subject.as_str().into(),
@@ -221,6 +327,7 @@ impl TokenCache {
                 .map(|t| NonZeroU64::new(t).unwrap_or(NonZeroU64::MIN)),
             last_used: AtomicU64::new(record.last_used),
             persisted: AtomicU64::new(record.last_used),
+            confirmed_at: AtomicU64::new(now),
         }
     }
 
@@ -256,13 +363,13 @@ impl TokenCache {
         });
     }
 
-    /// Insert a freshly issued token, so its first use is already a cache hit.
+    /// Insert a freshly issued token (just saved), so its first use is already a cache hit.
     pub async fn remember(&self, hash: TokenHash, record: &TokenRecord) {
         let key = key(&hash);
         self.negative.invalidate(&key).await;
-        self.positive
-            .insert(key, Arc::new(self.entry(record)))
-            .await;
+        // Saved at its issue time: confirmed then.
+        let entry = self.entry(record, record.last_used);
+        self.positive.insert(key, Arc::new(entry)).await;
     }
 
     /// Forget a revoked token at once and remember it as unknown.
@@ -336,9 +443,12 @@ mod tests {
         TokenCache::new(
             store,
             100,
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-            Duration::from_secs(60),
+            CacheTimes {
+                max_ttl: Duration::from_secs(60),
+                negative_ttl: Duration::from_secs(60),
+                touch_step: Duration::from_secs(60),
+                outage_grace: Duration::ZERO,
+            },
             Arc::new(Metrics::new()),
         )
     }

@@ -107,6 +107,13 @@ pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. The environment variable
     /// `AUTHGATE_REDIS_URL` wins over it (a password then stays out of the file).
     pub url: String,
+    /// The seed nodes of a Redis Cluster (URLs as above). When given, `url` is not used.
+    pub cluster_nodes: Vec<String>,
+    /// A file holding the password (a mounted Kubernetes secret); it replaces any in the URLs.
+    /// One trailing newline is ignored.
+    pub password_file: Option<PathBuf>,
+    /// PEM certificates to trust for `rediss://`, instead of the system's.
+    pub ca_file: Option<PathBuf>,
     /// Put before every key, so that several deployments can share one Redis.
     pub key_prefix: String,
     /// Longest wait for Redis to connect or answer; past it, the call fails (and the request with
@@ -116,6 +123,10 @@ pub struct RedisConfig {
     /// `cache.max_ttl_seconds`): the longest a revocation made on another replica goes unseen
     /// here.
     pub cache_max_ttl_ms: NonZeroU64,
+    /// While Redis cannot be reached, how long a token this replica validated keeps working from
+    /// its cache, counted from when Redis last confirmed it (0: not at all). Tokens not cached
+    /// are refused meanwhile.
+    pub outage_grace_ms: u64,
 }
 
 /// The URL may hold a password: never printed.
@@ -123,9 +134,13 @@ impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &"(not shown)")
+            .field("cluster_nodes", &"(not shown)")
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
             .field("key_prefix", &self.key_prefix)
             .field("timeout_ms", &self.timeout_ms)
             .field("cache_max_ttl_ms", &self.cache_max_ttl_ms)
+            .field("outage_grace_ms", &self.outage_grace_ms)
             .finish()
     }
 }
@@ -134,9 +149,13 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
+            cluster_nodes: Vec::new(),
+            password_file: None,
+            ca_file: None,
             key_prefix: "authgate:".into(),
             timeout_ms: nonzero(1000),
             cache_max_ttl_ms: nonzero(1000),
+            outage_grace_ms: 30_000,
         }
     }
 }
@@ -664,6 +683,7 @@ impl Config {
             crate::forwarded::parse_network(cidr)
                 .map_err(|why| invalid(format!("forwarding.trusted_proxies[{i}]"), why))?;
         }
+        self.store.redis.validate()?;
         if self.limits.max_token_length < 36 {
             return Err(invalid(
                 "limits.max_token_length",
@@ -679,6 +699,40 @@ impl Config {
             return Err(invalid(
                 "log.level",
                 format!("{:?} is not a tracing filter", self.log.level),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl RedisConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let urls = if self.cluster_nodes.is_empty() {
+            vec![("store.redis.url".to_string(), &self.url)]
+        } else {
+            let key = |i| format!("store.redis.cluster_nodes[{i}]");
+            self.cluster_nodes
+                .iter()
+                .enumerate()
+                .map(|(i, url)| (key(i), url))
+                .collect()
+        };
+        for (key, url) in urls {
+            // Named without the URL: it may hold a password.
+            match url::Url::parse(url) {
+                Ok(url) if matches!(url.scheme(), "redis" | "rediss") && url.has_host() => {}
+                _ => {
+                    return Err(invalid(
+                        key,
+                        "must be a redis:// or rediss:// URL with a host",
+                    ))
+                }
+            }
+        }
+        if self.key_prefix.is_empty() {
+            return Err(invalid(
+                "store.redis.key_prefix",
+                "must not be empty (it names this deployment's keys)",
             ));
         }
         Ok(())

@@ -81,11 +81,13 @@ label!(
 );
 
 label!(
-    /// What a token cache lookup found (`authgate_token_cache_lookups_total{result}`).
+    /// What a token cache lookup found (`authgate_token_cache_lookups_total{result}`); `stale_hit`:
+    /// served past `max_ttl` because the store could not be asked (the Redis outage grace).
     CacheLookup {
         Hit => "hit",
         Miss => "miss",
         NegativeHit => "negative_hit",
+        StaleHit => "stale_hit",
     }
 );
 

@@ -12,9 +12,9 @@ use crate::auth::jasypt::JasyptKey;
 use crate::auth::password::PasswordVerifier;
 use crate::auth::users::UserDirectory;
 use crate::auth::{Authenticator, TokenPolicy};
-use crate::cache::TokenCache;
+use crate::cache::{CacheTimes, TokenCache};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, StoreKind};
+use crate::config::{Config, RedisConfig, StoreKind};
 use crate::connections::ConnectionLimits;
 use crate::forwarded::TrustedProxies;
 use crate::metrics::Metrics;
@@ -23,7 +23,8 @@ use crate::proxy::headers::{IdentityHeaders, Strip};
 use crate::proxy::upstream::Upstreams;
 use crate::proxy::{Gateway, GatewaySettings};
 use crate::store::{
-    Announcement, Instrumented, MemoryStore, RedbStore, RedisStore, StoreHealth, TokenStore,
+    Announcement, Instrumented, MemoryStore, RedbStore, RedisEndpoint, RedisStore, StoreHealth,
+    TokenStore,
 };
 use crate::telemetry::LogBudget;
 use admin::AdminApp;
@@ -142,8 +143,6 @@ fn jasypt_key(
     Ok(Some(key))
 }
 
-/// The configured store. A damaged file is an `OpenError` the caller can tell apart (main.rs
-/// names the flag that moves it aside).
 /// The token store of `kind`, with the settings of `config.store` (`kind` may differ from the
 /// configured one: `authgate migrate-store` opens both).
 pub fn open_store(config: &Config, kind: StoreKind) -> anyhow::Result<Arc<dyn TokenStore>> {
@@ -155,16 +154,49 @@ pub fn open_store(config: &Config, kind: StoreKind) -> anyhow::Result<Arc<dyn To
         StoreKind::Memory => Arc::new(MemoryStore::new()),
         StoreKind::Redis => {
             let redis = &config.store.redis;
-            let url = std::env::var("AUTHGATE_REDIS_URL").unwrap_or_else(|_| redis.url.clone());
             Arc::new(
                 RedisStore::connect(
-                    &url,
+                    &redis_endpoint(redis)?,
                     &redis.key_prefix,
                     Duration::from_millis(redis.timeout_ms.get()),
                 )
                 .context("store.redis")?,
             )
         }
+    })
+}
+
+/// Where `store.redis` points, with its secrets read.
+fn redis_endpoint(redis: &RedisConfig) -> anyhow::Result<RedisEndpoint> {
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("store.redis.{key}: {}", path.display()))
+    };
+    let password = match &redis.password_file {
+        Some(path) => {
+            let text = String::from_utf8(read("password_file", path)?)
+                .map_err(|_| anyhow!("store.redis.password_file: not UTF-8"))?;
+            let password = text.strip_suffix('\n').unwrap_or(&text);
+            Some(password.strip_suffix('\r').unwrap_or(password).to_string())
+        }
+        None => None,
+    };
+    let ca_pem = match &redis.ca_file {
+        Some(path) => Some(read("ca_file", path)?),
+        None => None,
+    };
+    let urls = match (
+        redis.cluster_nodes.is_empty(),
+        std::env::var("AUTHGATE_REDIS_URL"),
+    ) {
+        (false, _) => redis.cluster_nodes.clone(),
+        (true, Ok(url)) => vec![url],
+        (true, Err(_)) => vec![redis.url.clone()],
+    };
+    Ok(RedisEndpoint {
+        urls,
+        cluster: !redis.cluster_nodes.is_empty(),
+        password,
+        ca_pem,
     })
 }
 
@@ -279,9 +311,16 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
     let cache = TokenCache::new(
         store.clone(),
         config.cache.capacity.get(),
-        cache_max_ttl(config),
-        Duration::from_secs(config.cache.negative_ttl_seconds),
-        Duration::from_secs(config.cache.touch_interval_seconds),
+        CacheTimes {
+            max_ttl: cache_max_ttl(config),
+            negative_ttl: Duration::from_secs(config.cache.negative_ttl_seconds),
+            touch_step: Duration::from_secs(config.cache.touch_interval_seconds),
+            outage_grace: match config.store.kind {
+                StoreKind::Redis => Duration::from_millis(config.store.redis.outage_grace_ms),
+                // An embedded store that cannot be read is damaged, not away for a while.
+                StoreKind::Redb | StoreKind::Memory => Duration::ZERO,
+            },
+        },
         metrics.clone(),
     );
     let verifier = PasswordVerifier::new(

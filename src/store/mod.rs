@@ -14,7 +14,7 @@ pub use self::instrumented::{Instrumented, StoreHealth};
 pub use self::memory::MemoryStore;
 pub use self::record::{decode_record, encode_record, RECORD_FORMAT};
 pub use self::redb::{OnDamage, OpenError, RedbStore};
-pub use self::redis::RedisStore;
+pub use self::redis::{Endpoint as RedisEndpoint, RedisStore};
 
 use crate::token::TokenHash;
 use async_trait::async_trait;

@@ -1,6 +1,10 @@
 //! Tokens in Redis (or a protocol-compatible server such as Valkey), shared by every replica.
 //!
-//! Keys, all under the configured prefix:
+//! Keys, all under the configured prefix, in one hash tag (`{<prefix>}`, unless the prefix holds
+//! a tag of its own): on a Redis Cluster every key then lives in one slot, so that the
+//! multi-key transactions below (revocation by user, the per-user cap) stay atomic there too.
+//! A cluster gives failover and replication to this store, not sharding; the token set of one
+//! deployment fits one node with room to spare.
 //! - `t:<hash>`: one token's versioned record (the same format as redb's), keyed by the hex of the
 //!   token's SHA-256, never the token. Its Redis TTL is the token's remaining idle time or
 //!   lifetime when written, plus a margin: a backstop that frees memory, while the gateway's own
@@ -11,24 +15,191 @@
 //!   the count.
 //!
 //! Writes that touch several keys go in one `MULTI`/`EXEC`. The connection is redis-rs's
-//! `ConnectionManager` (reconnects by itself), driven by a runtime of its own so that it does
-//! not depend on which of pingora's runtimes used it first.
+//! `ConnectionManager` (reconnects by itself) or its cluster connection (follows `MOVED` and
+//! `ASK`, refreshes the slot map), driven by a runtime of its own so that it does not depend on
+//! which of pingora's runtimes used it first.
 //!
 //! A revocation is published on `<prefix>revoked` in the same transaction as the delete. Every
 //! replica's store is subscribed and hands each one on as an [`Announcement`], so that caches
 //! drop a token revoked elsewhere within milliseconds; after a lost subscription it says
-//! `Interrupted`, and the cache drops everything.
+//! `Interrupted`, and the cache drops everything. (A cluster carries classic pub/sub to every
+//! node, so one subscription to any node hears every replica.)
 
 use super::record::{decode_record, encode_record};
 use super::{Announcement, Purged, StoreError, TokenRecord, TokenStore};
 use crate::token::TokenHash;
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
-use redis::AsyncCommands;
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncCommands, ConnectionAddr, IntoConnectionInfo, RedisFuture};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// Where the store is, and what to reach it with. Built from `store.redis` by the server, which
+/// reads the secrets.
+#[derive(Clone, Default)]
+pub struct Endpoint {
+    /// One server's URL (`redis://` or `rediss://`), or a cluster's seed nodes.
+    pub urls: Vec<String>,
+    /// Whether `urls` are the seed nodes of a Redis Cluster.
+    pub cluster: bool,
+    /// Replaces any password in the URLs (read from a secret file).
+    pub password: Option<String>,
+    /// PEM certificates to trust for `rediss://`, instead of the system's.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl Endpoint {
+    /// One server at `url`, nothing else set.
+    pub fn single(url: &str) -> Endpoint {
+        Endpoint {
+            urls: vec![url.to_string()],
+            ..Endpoint::default()
+        }
+    }
+
+    fn connection_info(&self, url: &str) -> redis::RedisResult<redis::ConnectionInfo> {
+        let mut info = url.into_connection_info()?;
+        if let Some(password) = &self.password {
+            info.redis.password = Some(password.clone());
+        }
+        Ok(info)
+    }
+
+    fn certificates(&self) -> Option<redis::TlsCertificates> {
+        self.ca_pem.as_ref().map(|pem| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        })
+    }
+
+    /// A client of one server (a cluster's node, for the subscription).
+    fn client(&self, url: &str) -> redis::RedisResult<redis::Client> {
+        let info = self.connection_info(url)?;
+        match self.certificates() {
+            Some(certificates) if matches!(info.addr, ConnectionAddr::TcpTls { .. }) => {
+                redis::Client::build_with_tls(info, certificates)
+            }
+            _ => redis::Client::open(info),
+        }
+    }
+}
+
+/// One multiplexed connection, to a single server or to a cluster: the commands are the same.
+/// Every command fails after `timeout`, whatever the client is doing meanwhile: while it
+/// reconnects (retrying with backoff), a command would otherwise wait for all its attempts.
+#[derive(Clone)]
+struct Connection {
+    server: Server,
+    timeout: Duration,
+}
+
+#[derive(Clone)]
+enum Server {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+fn no_answer(timeout: Duration) -> redis::RedisError {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer within {timeout:?}"),
+    )
+    .into()
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, redis::Value> {
+        let timeout = self.timeout;
+        let answer = match &mut self.server {
+            Server::Single(c) => c.req_packed_command(cmd),
+            Server::Cluster(c) => c.req_packed_command(cmd),
+        };
+        Box::pin(async move {
+            tokio::time::timeout(timeout, answer)
+                .await
+                .unwrap_or_else(|_| Err(no_answer(timeout)))
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<redis::Value>> {
+        let timeout = self.timeout;
+        let answers = match &mut self.server {
+            Server::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Server::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        };
+        Box::pin(async move {
+            tokio::time::timeout(timeout, answers)
+                .await
+                .unwrap_or_else(|_| Err(no_answer(timeout)))
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.server {
+            Server::Single(c) => c.get_db(),
+            Server::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Connect to `endpoint`, failing after `timeout`. Reconnection after a lost connection: a few
+/// quick attempts (100 ms, doubling, at most a second apart); the store's recovery task keeps
+/// asking after that.
+async fn connect(endpoint: &Endpoint, timeout: Duration) -> redis::RedisResult<Connection> {
+    if endpoint.cluster {
+        let mut builder = redis::cluster::ClusterClientBuilder::new(
+            endpoint
+                .urls
+                .iter()
+                .map(|url| endpoint.connection_info(url))
+                .collect::<redis::RedisResult<Vec<_>>>()?,
+        )
+        .connection_timeout(timeout)
+        .response_timeout(timeout)
+        .retries(3)
+        .min_retry_wait(100)
+        .max_retry_wait(1000);
+        if let Some(certificates) = endpoint.certificates() {
+            builder = builder.certs(certificates);
+        }
+        let client = builder.build()?;
+        let server = Server::Cluster(client.get_async_connection().await?);
+        return Ok(Connection { server, timeout });
+    }
+    let url = endpoint
+        .urls
+        .first()
+        .map(String::as_str)
+        .unwrap_or_default();
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(timeout)
+        .set_factor(100)
+        .set_exponent_base(2)
+        .set_max_delay(1000)
+        .set_number_of_retries(3);
+    let manager = ConnectionManager::new_with_config(endpoint.client(url)?, config).await?;
+    Ok(Connection {
+        server: Server::Single(manager),
+        timeout,
+    })
+}
+
+/// The prefix every key starts with: the configured one inside a hash tag, unless it holds one.
+fn tagged(prefix: &str) -> String {
+    match prefix.find('{') {
+        Some(open) if prefix[open..].find('}').is_some_and(|close| close > 1) => prefix.into(),
+        _ => format!("{{{prefix}}}"),
+    }
+}
 
 /// Kept past a token's deadline before Redis drops it by itself: the gateway's clock decides, and
 /// a little drift between replicas and Redis must not end a live token early.
@@ -37,7 +208,8 @@ const TTL_MARGIN_MS: u64 = 60_000;
 const PURGE_BATCH: isize = 1000;
 
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Connection,
+    /// The configured prefix in its hash tag (`tagged`).
     prefix: String,
     /// Marks this replica's own messages, which its subscription skips.
     replica: String,
@@ -64,10 +236,10 @@ fn replicas_channel(prefix: &str) -> String {
 }
 
 /// Subscribe to the revocation and replica channels and hand each message on, for as long as
-/// anyone listens; resubscribe after a loss (100 ms, doubling, at most 2 s apart) and say
-/// `Interrupted` then.
+/// anyone listens; resubscribe after a loss (100 ms, doubling, at most 2 s apart; the next seed
+/// node of a cluster each time) and say `Interrupted` then.
 async fn follow_revocations(
-    client: redis::Client,
+    endpoint: Endpoint,
     prefix: String,
     replica: String,
     feed: mpsc::UnboundedSender<Announcement>,
@@ -75,7 +247,12 @@ async fn follow_revocations(
     let (revoked, replicas) = (revoked_channel(&prefix), replicas_channel(&prefix));
     let own = format!("{replica}:");
     let (mut wait, mut subscribed_before) = (Duration::from_millis(100), false);
+    let mut nodes = endpoint.urls.iter().cycle();
     while !feed.is_closed() {
+        let client = nodes.next().map(|url| endpoint.client(url));
+        let Some(Ok(client)) = client else {
+            return; // no URL, or one that does not parse: `connect` has said so already
+        };
         if let Ok(mut pubsub) = client.get_async_pubsub().await {
             if pubsub.subscribe(&[&revoked, &replicas]).await.is_ok() {
                 if subscribed_before {
@@ -140,33 +317,26 @@ fn deadline_score(record: &TokenRecord) -> f64 {
 }
 
 impl RedisStore {
-    /// Connect to `url` (`redis://` or `rediss://`, credentials in the URL). Every command fails
-    /// after `timeout` rather than wait for a server that does not answer.
-    pub fn connect(url: &str, prefix: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let subscriber = client.clone();
+    /// Connect to `endpoint`. Every command fails after `timeout` rather than wait for a server
+    /// that does not answer.
+    pub fn connect(
+        endpoint: &Endpoint,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<RedisStore, StoreError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("authgate-redis")
             .enable_all()
             .build()
             .map_err(|e| StoreError::Unavailable(format!("redis runtime: {e}")))?;
-        // Reconnection after a lost connection: a few quick attempts (100 ms, doubling, at most
-        // a second apart); the store's recovery task keeps asking after that.
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(timeout)
-            .set_response_timeout(timeout)
-            .set_factor(100)
-            .set_exponent_base(2)
-            .set_max_delay(1000)
-            .set_number_of_retries(3);
         // On a thread of its own: the caller may itself be inside a runtime (the test harness).
         let conn = std::thread::scope(|scope| {
             scope
                 .spawn(|| {
+                    // The timer is made inside: it needs the runtime.
                     runtime.block_on(async {
-                        let connecting = ConnectionManager::new_with_config(client, config);
-                        tokio::time::timeout(timeout, connecting).await
+                        tokio::time::timeout(timeout, connect(endpoint, timeout)).await
                     })
                 })
                 .join()
@@ -174,17 +344,18 @@ impl RedisStore {
         .map_err(|_| StoreError::Unavailable("redis: connecting panicked".into()))?
         .map_err(|_| StoreError::Unavailable(format!("redis: no connection within {timeout:?}")))?
         .map_err(unavailable)?;
+        let prefix = tagged(prefix);
         let (feed, announcements) = mpsc::unbounded_channel();
         let replica = hex::encode(rand::random::<u64>().to_be_bytes());
         runtime.spawn(follow_revocations(
-            subscriber,
-            prefix.to_string(),
+            endpoint.clone(),
+            prefix.clone(),
             replica.clone(),
             feed,
         ));
         Ok(RedisStore {
             conn,
-            prefix: prefix.to_string(),
+            prefix,
             replica,
             announcements: Mutex::new(Some(announcements)),
             _runtime: runtime,
@@ -203,7 +374,7 @@ impl RedisStore {
         format!("{}deadlines", self.prefix)
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Connection {
         // A handle onto the one multiplexed connection: cloning is cheap.
         self.conn.clone()
     }
@@ -495,8 +666,18 @@ pub(crate) mod tests {
     #[test]
     fn redis_store_meets_the_contract_and_keeps_to_its_prefix() {
         let server = RedisServer::start();
-        let store = RedisStore::connect(&server.url, "t1:", Duration::from_secs(2)).unwrap();
-        let other = RedisStore::connect(&server.url, "t2:", Duration::from_secs(2)).unwrap();
+        let store = RedisStore::connect(
+            &Endpoint::single(&server.url),
+            "t1:",
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let other = RedisStore::connect(
+            &Endpoint::single(&server.url),
+            "t2:",
+            Duration::from_secs(2),
+        )
+        .unwrap();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
             super::super::contract::run_all(&store).await;
@@ -518,7 +699,7 @@ pub(crate) mod tests {
             let keys: Vec<String> = conn.keys("*").await.unwrap();
             assert!(keys
                 .iter()
-                .all(|k| k.starts_with("t1:") && !k.contains(token)));
+                .all(|k| k.starts_with("{t1:}") && !k.contains(token)));
             let ttl: i64 = conn
                 .pttl(store.token_key(&TokenHash::of(token)))
                 .await
@@ -533,8 +714,11 @@ pub(crate) mod tests {
     #[test]
     fn a_revocation_on_one_store_is_announced_to_another() {
         let server = RedisServer::start();
-        let one = RedisStore::connect(&server.url, "a:", Duration::from_secs(2)).unwrap();
-        let other = RedisStore::connect(&server.url, "a:", Duration::from_secs(2)).unwrap();
+        let one = RedisStore::connect(&Endpoint::single(&server.url), "a:", Duration::from_secs(2))
+            .unwrap();
+        let other =
+            RedisStore::connect(&Endpoint::single(&server.url), "a:", Duration::from_secs(2))
+                .unwrap();
         let mut feed = other.announcements().expect("given once");
         assert!(other.announcements().is_none());
         let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -561,6 +745,14 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn every_key_shares_one_hash_tag() {
+        assert_eq!(tagged("authgate:"), "{authgate:}");
+        assert_eq!(tagged("{shop}:auth:"), "{shop}:auth:");
+        // `{}` is no tag to Redis (the whole key would be hashed): wrapped like any prefix.
+        assert_eq!(tagged("a{}b:"), "{a{}b:}");
+    }
+
+    #[test]
     fn an_unreachable_redis_is_unavailable_not_a_hang() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -569,7 +761,7 @@ pub(crate) mod tests {
             .port();
         let started = std::time::Instant::now();
         let error = RedisStore::connect(
-            &format!("redis://127.0.0.1:{port}"),
+            &Endpoint::single(&format!("redis://127.0.0.1:{port}")),
             "x:",
             Duration::from_millis(300),
         )
