@@ -791,6 +791,18 @@ mod tests {
                 "forwarding:\n  user_header: \"bad header\"\n",
                 "forwarding.user_header",
             ),
+            (
+                "store:\n  redis:\n    url: \"http://u:secret@h:6379\"\n",
+                "store.redis.url",
+            ),
+            (
+                "store:\n  redis:\n    cluster_nodes: [\"redis://a:1\", \"b:2\"]\n",
+                "store.redis.cluster_nodes[1]",
+            ),
+            (
+                "store:\n  redis:\n    key_prefix: \"\"\n",
+                "store.redis.key_prefix",
+            ),
         ];
         for (yaml, key) in cases {
             let err = Config::parse(yaml)
@@ -799,6 +811,7 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.starts_with(key), "{yaml}: {err}");
+            assert!(!err.contains("secret"), "a URL's password is never echoed");
         }
     }
 

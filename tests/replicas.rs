@@ -299,3 +299,126 @@ async fn guessing_spread_over_replicas_is_locked_out_on_all() {
         assert_eq!(status, 429, "{base}: {body}");
     }
 }
+
+/// Two replicas on a Redis Cluster of three masters. Tokens cross replicas; then the store's
+/// slot is moved to another master under them (the moved-key case): the next login (a
+/// `MULTI`/`EXEC` write), use and logout follow the `MOVED` answers without a restart, the logout
+/// is heard by the other replica through the cluster's pub/sub, and the keys are on the new
+/// master.
+#[tokio::test]
+async fn a_redis_cluster_serves_replicas_and_follows_a_moved_slot() {
+    let cluster = RedisCluster::start();
+    let nodes: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let config = format!(
+        "  kind: redis\n  redis:\n    cluster_nodes: [{}]\n    key_prefix: \"clustered:\"\n    \
+         cache_max_ttl_ms: 60000\n",
+        nodes.join(", ")
+    );
+    let (replicas, _procs) = start_replicas(2, &config);
+    let (a, b) = (&replicas[0].base, &replicas[1].base);
+    let t = token(a, "admin", ADMIN_PASSWORD, APP).await;
+    assert_eq!(status_at(b, &t).await, 200, "issued on a, known on b");
+
+    let slot = cluster.slot_of("{clustered:}");
+    let moved_to = cluster.move_slot(slot);
+    assert_eq!(cluster.owner_of(slot).port, moved_to);
+
+    // Written through a connection whose slot map is now wrong.
+    let after = token(a, "admin", ADMIN_PASSWORD, APP).await;
+    assert_eq!(
+        status_at(b, &after).await,
+        200,
+        "read through b's stale map"
+    );
+    let keys = redis_cli(moved_to, &["cluster", "countkeysinslot", &slot.to_string()]);
+    assert!(
+        keys.parse::<u32>().unwrap() >= 2,
+        "the tokens live on the new master: {keys}"
+    );
+    for t in [&t, &after] {
+        let body = format!("gwos-api-token={t}&gwos-app-name={APP}");
+        let (status, _) = text(post_form(&format!("{b}/api/auth/logout"), &body).await).await;
+        assert_eq!(status, 200);
+        let logged_out = Instant::now();
+        while status_at(a, t).await != 401 {
+            assert!(
+                logged_out.elapsed() < Duration::from_secs(1),
+                "a logout on b is heard on a"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A Redis that speaks only TLS and wants a password: `rediss://` with the CA from
+/// `store.redis.ca_file` and the password from `store.redis.password_file` (a mounted secret,
+/// trailing newline and all). Without the CA the certificate is not trusted and the gateway
+/// refuses to start, naming the store.
+#[tokio::test]
+async fn a_tls_redis_with_a_password_from_a_secret_file() {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    // A name of its own: rcgen gives every certificate the same one by default, and a server
+    // certificate named like its issuer reads as self-signed.
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "authgate test CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let (ca_file, password_file) = (secrets.path().join("ca.pem"), secrets.path().join("pass"));
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&password_file, "s3cret-Pa55\n").unwrap();
+    let redis = RedisServer::start_configured(|port, dir| {
+        std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
+        std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        let at = |file: &str| dir.join(file).display().to_string();
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            at("server.pem"),
+            "--tls-key-file".into(),
+            at("server.key"),
+            "--tls-ca-cert-file".into(),
+            at("ca.pem"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--requirepass".into(),
+            "s3cret-Pa55".into(),
+        ]
+    });
+    let store = |ca: &str| {
+        format!(
+            "  kind: redis\n  redis:\n    url: \"rediss://127.0.0.1:{}\"\n    password_file: \"{}\"\n{ca}",
+            redis.port,
+            password_file.display()
+        )
+    };
+
+    let untrusting = setup(&store(""));
+    let mut proc = Proc::start(untrusting.dir.path(), &untrusting.yaml, "warn");
+    let status = proc
+        .wait_exit(Duration::from_secs(10))
+        .expect("no start on an untrusted certificate");
+    assert!(!status.success());
+    let logs = proc.logs();
+    assert!(
+        logs.contains("store.redis") && logs.contains("UnknownIssuer"),
+        "{logs}"
+    );
+
+    let trusting = setup(&store(&format!("    ca_file: \"{}\"\n", ca_file.display())));
+    let _proc = trusting.start("warn");
+    wait_connectable(format!("127.0.0.1:{}", trusting.port).parse().unwrap());
+    let t = token(&trusting.base, "admin", ADMIN_PASSWORD, APP).await;
+    assert_eq!(status_at(&trusting.base, &t).await, 200);
+    assert_eq!(ready(&trusting).await, 200);
+}

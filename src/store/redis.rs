@@ -334,15 +334,18 @@ impl RedisStore {
         let conn = std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    // The timer is made inside: it needs the runtime.
+                    // The client tries four times, each bounded by `timeout`, and then says why
+                    // it failed; this bound only stops a hang. (The timer is made inside: it
+                    // needs the runtime.)
+                    let bound = timeout * 4 + Duration::from_secs(2);
                     runtime.block_on(async {
-                        tokio::time::timeout(timeout, connect(endpoint, timeout)).await
+                        tokio::time::timeout(bound, connect(endpoint, timeout)).await
                     })
                 })
                 .join()
         })
         .map_err(|_| StoreError::Unavailable("redis: connecting panicked".into()))?
-        .map_err(|_| StoreError::Unavailable(format!("redis: no connection within {timeout:?}")))?
+        .map_err(|_| StoreError::Unavailable("redis: no connection, nor an error".into()))?
         .map_err(unavailable)?;
         let prefix = tagged(prefix);
         let (feed, announcements) = mpsc::unbounded_channel();
