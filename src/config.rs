@@ -65,6 +65,7 @@ pub struct Config {
     pub iogates: IogatesConfig,
     pub cors: CorsConfig,
     pub forwarding: ForwardingConfig,
+    pub forward_auth: ForwardAuthConfig,
     /// How request paths are made canonical before any decision (and forwarded so).
     pub request_path: PathPolicy,
     pub limits: LimitsConfig,
@@ -443,12 +444,33 @@ impl Default for Config {
             iogates: IogatesConfig::default(),
             cors: CorsConfig::default(),
             forwarding: ForwardingConfig::default(),
+            forward_auth: ForwardAuthConfig::default(),
             request_path: PathPolicy::default(),
             limits: LimitsConfig::default(),
             login_limits: LoginLimitsConfig::default(),
             cache: CacheConfig::default(),
             password_hashing: PasswordHashingConfig::default(),
             log: LogConfig::default(),
+        }
+    }
+}
+
+/// `forward_auth`: the decision endpoint for an ingress in front (nginx `auth_request`,
+/// ingress-nginx, Traefik, Caddy, Envoy `ext_authz`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardAuthConfig {
+    pub enabled: bool,
+    /// Where it answers on the main listener; Envoy appends the original path to it. Requests
+    /// here are never forwarded. Only `forwarding.trusted_proxies` get decisions.
+    pub path: String,
+}
+
+impl Default for ForwardAuthConfig {
+    fn default() -> Self {
+        ForwardAuthConfig {
+            enabled: true,
+            path: "/authgate/verify".into(),
         }
     }
 }
@@ -645,6 +667,13 @@ impl Config {
                     format!("no upstream named {:?}", route.upstream),
                 ));
             }
+        }
+        check_prefix("forward_auth.path", &self.forward_auth.path)?;
+        if self.forward_auth.path == "/" {
+            return Err(invalid(
+                "forward_auth.path",
+                "must not be / (every request would be a decision)",
+            ));
         }
         for (i, prefix) in self.public_paths.iter().enumerate() {
             check_prefix(&format!("public_paths[{i}]"), prefix)?;

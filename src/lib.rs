@@ -8,6 +8,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod connections;
+pub mod forward_auth;
 pub mod forwarded;
 pub mod metrics;
 pub mod proxy;

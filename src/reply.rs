@@ -272,6 +272,28 @@ impl Reply {
         };
         reply.no_store()
     }
+
+    /// The decision endpoint's answer to a refused request. An ingress passes it on to the client,
+    /// and nginx's `auth_request` takes only 401 and 403 as a denial (any other status is its own
+    /// 500), so every credential problem is a 401 with a challenge, role and share scope are 403,
+    /// and a store outage is a 503. Plain text: the proxy, not a GWOS client, reads it first.
+    pub fn decision_denied(denial: Denial) -> Reply {
+        let challenge = || HeaderValue::from_static("Bearer realm=\"authgate\"");
+        let reply = match denial {
+            Denial::Unavailable => Failure::StoreUnavailable.reply(Format::Text),
+            Denial::Forbidden => Reply::text(403, "Forbidden: not allowed for this account"),
+            Denial::OutOfScope => Reply::text(403, "Forbidden: not allowed by this share"),
+            Denial::Missing => Reply::text(401, "Unauthorized: no token")
+                .with_header(http::header::WWW_AUTHENTICATE, challenge()),
+            Denial::MissingAppName => Reply::text(401, "Unauthorized: missing GWOS-APP-NAME")
+                .with_header(http::header::WWW_AUTHENTICATE, challenge()),
+            Denial::Invalid | Denial::Expired | Denial::AppMismatch => {
+                Reply::text(401, "Unauthorized: invalid token")
+                    .with_header(http::header::WWW_AUTHENTICATE, challenge())
+            }
+        };
+        reply.no_store()
+    }
 }
 
 #[cfg(test)]
@@ -316,6 +338,28 @@ mod tests {
             Reply::denial(Denial::MissingAppName, CredentialSource::Gwos, true).body,
             Bytes::from_static(br#"{"error":"Bad Request","status":400}"#)
         );
+    }
+
+    #[test]
+    fn decisions_deny_with_what_every_ingress_understands() {
+        let status = |d| Reply::decision_denied(d).status;
+        for credential in [
+            Denial::Missing,
+            Denial::MissingAppName,
+            Denial::Invalid,
+            Denial::Expired,
+            Denial::AppMismatch,
+        ] {
+            let r = Reply::decision_denied(credential);
+            assert_eq!(r.status, 401, "{credential:?}");
+            assert!(r
+                .headers
+                .iter()
+                .any(|(k, _)| k == http::header::WWW_AUTHENTICATE));
+        }
+        assert_eq!(status(Denial::Forbidden), 403);
+        assert_eq!(status(Denial::OutOfScope), 403);
+        assert_eq!(status(Denial::Unavailable), 503);
     }
 
     #[test]

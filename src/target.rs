@@ -190,7 +190,7 @@ impl RequestTarget {
 }
 
 /// `scheme://authority/path?query` → (authority, `/path?query`). Only http and https.
-fn split_absolute(raw: &[u8]) -> Result<(String, &[u8]), TargetError> {
+pub fn split_absolute(raw: &[u8]) -> Result<(String, &[u8]), TargetError> {
     let sep = raw
         .windows(3)
         .position(|w| w == b"://")

@@ -1,6 +1,6 @@
 //! Header work: reading credentials, stripping what clients must not choose, adding ours.
 
-use crate::auth::{CredentialSource, Credentials};
+use crate::auth::{CredentialSource, Credentials, Principal};
 use http::header::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use std::net::IpAddr;
@@ -213,6 +213,22 @@ pub struct IdentityHeaders {
 }
 
 impl IdentityHeaders {
+    /// The identity headers of `principal`, as forwarded upstream and as the decision endpoint
+    /// answers them.
+    pub fn of<'p>(&self, principal: &'p Principal) -> Vec<(&HeaderName, &'p str)> {
+        let mut headers = vec![
+            (&self.user, principal.subject()),
+            (&self.role, principal.role_label()),
+        ];
+        if !principal.app_name().is_empty() {
+            headers.push((&self.app, principal.app_name()));
+        }
+        if let Some(share) = principal.share_id() {
+            headers.push((&self.share, share));
+        }
+        headers
+    }
+
     pub fn names(&self) -> [&str; 4] {
         [
             self.user.as_str(),

@@ -9,6 +9,7 @@ pub mod headers;
 pub mod respond;
 pub mod route;
 pub mod upstream;
+pub mod verify;
 
 use crate::auth::{Authenticator, Denial, Principal};
 use crate::forwarded::{client_address, TrustedProxies};
@@ -48,6 +49,8 @@ pub struct GatewaySettings {
     pub login_refusal_delay: Duration,
     pub path_policy: PathPolicy,
     pub trusted_proxies: TrustedProxies,
+    /// The decision endpoint's path (no trailing `/`), unless switched off.
+    pub forward_auth_path: Option<String>,
 }
 
 pub struct Gateway {
@@ -112,6 +115,14 @@ fn new_request_id() -> HeaderValue {
 pub const REQUEST_ID: &str = "x-request-id";
 
 impl Gateway {
+    /// Forwarded without a token (`public_paths`).
+    fn is_public(&self, path: &str) -> bool {
+        self.settings
+            .public_paths
+            .iter()
+            .any(|p| has_prefix(path, p))
+    }
+
     fn allowed_origin(&self, req: &RequestHeader) -> Option<HeaderValue> {
         let origin = req.headers.get(http::header::ORIGIN)?;
         self.settings
@@ -278,15 +289,13 @@ impl ProxyHttp for Gateway {
             }
         };
         let path = target.path();
-        ctx.route = Route::classify(&req.method, path);
+        ctx.route = match &self.settings.forward_auth_path {
+            Some(verify) if has_prefix(path, verify) => Route::Verify,
+            _ => Route::classify(&req.method, path),
+        };
         let reply = match ctx.route {
             Route::Forward => {
-                if self
-                    .settings
-                    .public_paths
-                    .iter()
-                    .any(|p| has_prefix(path, p))
-                {
+                if self.is_public(path) {
                     ctx.public = true;
                     self.prepare_to_forward(session).await?;
                     return Ok(false);
@@ -305,6 +314,7 @@ impl ProxyHttp for Gateway {
                     }
                 }
             }
+            Route::Verify => self.decide(session, ctx).await,
             Route::Preflight => Reply::empty(200),
             Route::WrongMethod(allow) => Reply::method_not_allowed(allow),
             route => {
@@ -389,13 +399,8 @@ impl ProxyHttp for Gateway {
         upstream.remove_header(&http::header::EXPECT);
         self.settings.strip.apply(upstream);
         if let Some(p) = &ctx.principal {
-            upstream.insert_header(identity.user.clone(), p.subject())?;
-            upstream.insert_header(identity.role.clone(), p.role_label())?;
-            if !p.app_name().is_empty() {
-                upstream.insert_header(identity.app.clone(), p.app_name())?;
-            }
-            if let Some(share) = p.share_id() {
-                upstream.insert_header(identity.share.clone(), share)?;
+            for (name, value) in identity.of(p) {
+                upstream.insert_header(name.clone(), value)?;
             }
         }
         upstream.insert_header(REQUEST_ID, ctx.request_id.clone())?;
@@ -555,9 +560,9 @@ impl ProxyHttp for Gateway {
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());
         let decision = match (ctx.route, &ctx.principal, ctx.denial) {
-            (Route::Forward, Some(_), _) => Some("allowed"),
-            (Route::Forward, None, Some(denial)) => Some(denial.as_str()),
-            (Route::Forward, None, None) if ctx.public => Some("public"),
+            (Route::Forward | Route::Verify, Some(_), _) => Some("allowed"),
+            (Route::Forward | Route::Verify, None, Some(denial)) => Some(denial.as_str()),
+            (Route::Forward | Route::Verify, None, None) if ctx.public => Some("public"),
             _ => None,
         };
         if let Some(outcome) = decision {

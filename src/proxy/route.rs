@@ -24,6 +24,8 @@ pub enum Route {
     Preflight,
     /// Everything else: forwarded if allowed.
     Forward,
+    /// The forward-auth decision endpoint (`forward_auth.path`, and below it for Envoy).
+    Verify,
     /// A request target that cannot be made canonical (`target::TargetError`): 400.
     BadTarget,
 }
@@ -68,6 +70,7 @@ impl Route {
             Route::WrongMethod(_) => "auth_wrong_method",
             Route::Preflight => "preflight",
             Route::Forward => "forward",
+            Route::Verify => "verify",
             Route::BadTarget => "bad_target",
         }
     }

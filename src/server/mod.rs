@@ -389,6 +389,10 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
         login_refusal_delay: Duration::from_millis(config.login_limits.refusal_delay_ms),
         path_policy: config.request_path,
         trusted_proxies: TrustedProxies::new(&config.forwarding.trusted_proxies),
+        forward_auth_path: config
+            .forward_auth
+            .enabled
+            .then(|| config.forward_auth.path.trim_end_matches('/').to_string()),
     };
     let audit_budget = Arc::new(LogBudget::per_second(config.log.audit_failures_per_second));
     server.add_service(background_service(
