@@ -5,28 +5,6 @@ use common::*;
 use serde_json::Value;
 use std::time::Duration;
 
-const DEVICE: &str = "3f1c8a7e9b2d4c6f8e0a1b3c5d7e9f1a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e";
-
-/// The real client's request, byte for byte: JSON, an empty `token:` header, its `appName`.
-async fn share_login(base: &str, url: &str, device: Value) -> reqwest::Response {
-    let body = serde_json::json!({ "url": url, "deviceId": device, "appName": "iotransfer" });
-    http()
-        .post(format!("{base}/api/authtoken"))
-        .header("Content-Type", "application/json")
-        .header("token", "")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn share_token(base: &str, url: &str, device: &str) -> String {
-    let resp = share_login(base, url, Value::from(device)).await;
-    assert_eq!(resp.status(), 200);
-    let v: Value = resp.json().await.unwrap();
-    v["token"].as_str().unwrap().to_string()
-}
-
 async fn call(method: &str, url: &str, token: &str) -> reqwest::Response {
     http()
         .request(method.parse().unwrap(), url)

@@ -229,6 +229,21 @@ impl IdentityHeaders {
         headers
     }
 
+    /// Every identity header, with `principal`'s value or empty. The decision endpoint answers
+    /// all four, so that an ingress copying them from its answer sets each one, never keeping a
+    /// client's own value (or, Caddy 2.6, the text of its unresolved placeholder).
+    pub fn all_of<'p>(&self, principal: Option<&'p Principal>) -> [(&HeaderName, &'p str); 4] {
+        [
+            (&self.user, principal.map_or("", Principal::subject)),
+            (&self.role, principal.map_or("", Principal::role_label)),
+            (&self.app, principal.map_or("", Principal::app_name)),
+            (
+                &self.share,
+                principal.and_then(Principal::share_id).unwrap_or(""),
+            ),
+        ]
+    }
+
     pub fn names(&self) -> [&str; 4] {
         [
             self.user.as_str(),

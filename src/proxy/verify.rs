@@ -4,12 +4,25 @@
 //! forwarded request. Nothing is forwarded from here.
 
 use super::{headers, Ctx, Gateway, Route};
+use crate::auth::Principal;
 use crate::forward_auth::{self, Original};
 use crate::reply::{Failure, Format, Reply};
 use http::header::{HeaderName, HeaderValue};
 use pingora::proxy::Session;
 
 impl Gateway {
+    /// 200, with every identity header (empty where it does not apply).
+    fn allowed(&self, principal: Option<&Principal>) -> Reply {
+        let mut reply = Reply::empty(200).no_store();
+        for (name, value) in self.settings.identity.all_of(principal) {
+            // Subjects and app names are validated header values where they are made.
+            if let Ok(value) = HeaderValue::from_str(value) {
+                reply = reply.with_header(HeaderName::clone(name), value);
+            }
+        }
+        reply
+    }
+
     /// The decision on the original request the proxy names.
     pub(super) async fn decide(&self, session: &Session, ctx: &mut Ctx) -> Reply {
         if !ctx.origin.trusted_peer {
@@ -54,7 +67,7 @@ impl Gateway {
         // wherever the ingress sends them); public paths neither.
         if Route::classify(&method, path) != Route::Forward || self.is_public(path) {
             ctx.public = true;
-            return Reply::empty(200).no_store();
+            return self.allowed(None);
         }
         match self
             .auth
@@ -62,13 +75,7 @@ impl Gateway {
             .await
         {
             Ok(principal) => {
-                let mut reply = Reply::empty(200).no_store();
-                for (name, value) in self.settings.identity.of(&principal) {
-                    // Subjects and app names are validated header values where they are made.
-                    if let Ok(value) = HeaderValue::from_str(value) {
-                        reply = reply.with_header(HeaderName::clone(name), value);
-                    }
-                }
+                let reply = self.allowed(Some(&principal));
                 ctx.principal = Some(principal);
                 reply
             }

@@ -221,3 +221,28 @@ pub async fn scrape_metrics(url: &str) -> Samples {
     }
     samples
 }
+
+/// The device id the real ioGates client sends in the spec's example.
+pub const DEVICE: &str = "3f1c8a7e9b2d4c6f8e0a1b3c5d7e9f1a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e";
+
+/// The real ioGates client's share login, byte for byte: JSON, an empty `token:` header, its
+/// `appName`.
+pub async fn share_login(base: &str, url: &str, device: serde_json::Value) -> reqwest::Response {
+    let body = serde_json::json!({ "url": url, "deviceId": device, "appName": "iotransfer" });
+    http()
+        .post(format!("{base}/api/authtoken"))
+        .header("Content-Type", "application/json")
+        .header("token", "")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A share login's token, asserting success.
+pub async fn share_token(base: &str, url: &str, device: &str) -> String {
+    let resp = share_login(base, url, serde_json::Value::from(device)).await;
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    v["token"].as_str().unwrap().to_string()
+}

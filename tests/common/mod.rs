@@ -3,6 +3,7 @@
 
 pub mod binary;
 pub mod client;
+pub mod proxies;
 pub mod raw_upstream;
 pub mod redis;
 pub mod upstream;
@@ -20,6 +21,8 @@ use std::time::{Duration, Instant};
 #[allow(unused_imports)] // only the suites that run the binary use it
 pub use binary::*;
 pub use client::*;
+#[allow(unused_imports)] // only the forward-auth suite drives real ingress proxies
+pub use proxies::*;
 #[allow(unused_imports)] // only the suites that need the raw bytes use it
 pub use raw_upstream::*;
 #[allow(unused_imports)] // only the suites of the Redis store use it
