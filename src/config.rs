@@ -35,6 +35,10 @@ fn invalid(key: impl Into<String>, why: impl Into<String>) -> ConfigError {
 pub struct Config {
     /// Address the gateway listens on.
     pub listen: String,
+    /// How long start-up waits for a listen address that another process holds (a previous
+    /// instance still exiting), and for this process to hold its listeners; then it exits with
+    /// an error.
+    pub bind_timeout_ms: NonZeroU64,
     /// Worker threads of the proxy service. On the 2-core benchmark machine 1 and 2 served the same
     /// requests/s; 1 had the lower p99, 2 kept it steadier during a login flood (1.9-2.2x against
     /// 2.5-2.9x). A host of its own wants one per core.
@@ -84,7 +88,11 @@ pub struct AdminConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShutdownConfig {
-    /// After SIGTERM: how long in-flight requests may take before the process exits.
+    /// After SIGTERM, first: not ready (`/readyz` 503) while still serving for this long, so that
+    /// load balancers (a Kubernetes Service's endpoints) stop sending before the listeners close.
+    /// A second signal meanwhile exits at once.
+    pub delay_seconds: u64,
+    /// Then: how long in-flight requests may take before the process exits.
     pub grace_period_seconds: u64,
     /// Then: how long runtimes get to wind down.
     pub graceful_shutdown_timeout_seconds: u64,
@@ -427,6 +435,7 @@ impl Default for Config {
         );
         Config {
             listen: "127.0.0.1:8080".into(),
+            bind_timeout_ms: nonzero(5000),
             threads: nonzero_usize(2),
             work_stealing: false,
             admin: AdminConfig::default(),
@@ -487,6 +496,7 @@ impl Default for ShutdownConfig {
     fn default() -> Self {
         // pingora's own default grace is 300 s: far beyond Kubernetes' 30 s termination grace.
         ShutdownConfig {
+            delay_seconds: 0,
             grace_period_seconds: 10,
             graceful_shutdown_timeout_seconds: 5,
         }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod connections;
 pub mod forward_auth;
 pub mod forwarded;
+pub mod listening;
 pub mod metrics;
 pub mod proxy;
 pub mod reply;

@@ -115,6 +115,8 @@ fn run(config: Option<PathBuf>, move_damaged_store: bool) -> anyhow::Result<()> 
     let shutdown = Shutdown::new(
         built.in_flight.clone(),
         built.store.clone(),
+        built.lifecycle.clone(),
+        std::time::Duration::from_secs(config.shutdown.delay_seconds),
         built.server.watch_execution_phase(),
     );
     built.server.run(RunArgs {

@@ -670,25 +670,122 @@ async fn a_users_file_caught_mid_write_is_refused_and_the_users_stay() {
     assert!(proc.logs().contains("config_reload"), "{}", proc.logs());
 }
 
-/// A port already taken stops start-up at once, naming the key: pingora alone would retry the
-/// bind for ever while `/healthz` answered, and whatever held the port got the traffic.
+/// A port another process holds stops start-up after `bind_timeout_ms`, naming the key: pingora
+/// alone would retry the bind for ever while `/healthz` answered, and whatever held the port got
+/// the traffic. A port let go of within that time (a previous instance exiting) is taken.
 #[test]
-fn a_taken_port_stops_start_up_naming_the_key() {
-    let s = setup("");
+fn a_taken_port_stops_start_up_naming_the_key_after_a_short_retry() {
+    let s = setup("bind_timeout_ms: 1500\n");
     let holder = std::net::TcpListener::bind(("127.0.0.1", s.admin_port)).unwrap();
+    let started = Instant::now();
     let mut proc = Proc::start(s.dir.path(), &s.yaml, "info");
     let status = proc
         .wait_exit(Duration::from_secs(10))
         .expect("exited instead of waiting for the port");
     assert_eq!(status.code(), Some(2));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "retried first"
+    );
     let logs = proc.logs();
     let expected = format!("admin.listen: cannot listen on 127.0.0.1:{}", s.admin_port);
     assert!(logs.contains(&expected), "{logs}");
+    assert!(logs.contains("bind_timeout_ms"), "{logs}");
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", s.port)).is_err(),
         "nothing listens"
     );
-    drop(holder);
+
+    // Let go of half a second after the start: taken, and ready.
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        drop(holder);
+    });
+    let _proc = s.start("info");
+    releaser.join().unwrap();
+    let mut conn = RawConn::open(format!("127.0.0.1:{}", s.admin_port).parse().unwrap());
+    conn.send("GET /readyz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    assert_eq!(conn.read_response().status, 200);
+}
+
+/// SIGTERM with `shutdown.delay_seconds`: `/readyz` fails at once while requests are still
+/// served (a Kubernetes Service stops sending before the listeners close), then the drain and a
+/// clean exit.
+#[tokio::test]
+async fn sigterm_fails_readiness_first_and_keeps_serving_for_the_delay() {
+    let setup = setup("shutdown:\n  delay_seconds: 2\n");
+    let mut proc = setup.start("info");
+    let t = token(&setup.base, "admin", ADMIN_PASSWORD, APP).await;
+    let ready =
+        || async { text(http().get(setup.admin_url("/readyz")).send().await.unwrap()).await };
+    assert_eq!(ready().await.0, 200);
+    let signalled = Instant::now();
+    proc.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(ready().await, (503, "not ready: shutting down".into()));
+    while signalled.elapsed() < Duration::from_millis(1700) {
+        assert_eq!(
+            status_with(&format!("{}/api/hosts", setup.base), &t, APP).await,
+            200,
+            "still served during the delay"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = proc
+        .wait_exit(Duration::from_secs(8))
+        .expect("exited after the delay");
+    assert!(status.success(), "{status:?}");
+    assert!(signalled.elapsed() >= Duration::from_secs(2));
+}
+
+/// A users file mounted from a Kubernetes Secret: the file is a symlink into `..data`, itself a
+/// symlink to a timestamped directory, and an update swaps `..data` in one rename. The new
+/// content is read, exactly as the kubelet does it.
+#[tokio::test]
+async fn a_secret_style_symlink_swap_reloads_the_users() {
+    let mut s = setup("users_reload_interval_seconds: 1\n");
+    let plain = s.editable_users();
+    let mount = s.dir.path().join("secret");
+    let first = mount.join("..2026_12_02_10_00_00.000000001");
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::rename(&plain, first.join("users.yaml")).unwrap();
+    std::os::unix::fs::symlink("..2026_12_02_10_00_00.000000001", mount.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/users.yaml", mount.join("users.yaml")).unwrap();
+    s.yaml = s.yaml.replace(
+        &plain.display().to_string(),
+        &mount.join("users.yaml").display().to_string(),
+    );
+    let _proc = s.start("info");
+    // Two users hold tokens: dropping one of them is within the reload's guard against a file
+    // read half-written (users_reload_max_removed_share).
+    for (user, password) in [("reader", READER_PASSWORD), ("admin", ADMIN_PASSWORD)] {
+        assert_eq!(login(&s.base, user, password, APP).await.0, 200);
+    }
+
+    // The update: a new directory without the reader, `..data_tmp` pointing at it, renamed over
+    // `..data`; the old directory removed.
+    let full = users_yaml();
+    let (start, end) = (
+        full.find("  reader:").unwrap(),
+        full.find("  blocked:").unwrap(),
+    );
+    let second = mount.join("..2026_12_02_10_05_00.000000002");
+    std::fs::create_dir_all(&second).unwrap();
+    std::fs::write(
+        second.join("users.yaml"),
+        format!("{}{}", &full[..start], &full[end..]),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..2026_12_02_10_05_00.000000002", mount.join("..data_tmp"))
+        .unwrap();
+    std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+    std::fs::remove_dir_all(&first).unwrap();
+    until_refused("the reader is gone after the swap", || async {
+        login(&s.base, "reader", READER_PASSWORD, APP).await.0
+    })
+    .await;
+    let (status, _) = login(&s.base, "admin", ADMIN_PASSWORD, APP).await;
+    assert_eq!(status, 200, "the others stay");
 }
 
 /// A client that resets its connection mid-request is an everyday event, not an error: nothing

@@ -12,6 +12,7 @@ pub struct AdminApp {
     pub auth: Arc<Authenticator>,
     pub upstreams: Arc<Upstreams>,
     pub store_health: Arc<StoreHealth>,
+    pub lifecycle: Arc<super::lifecycle::Lifecycle>,
 }
 
 fn respond(status: u16, content_type: &str, body: Vec<u8>) -> http::Response<Vec<u8>> {
@@ -32,9 +33,12 @@ fn text(status: u16, body: &str) -> http::Response<Vec<u8>> {
 }
 
 impl AdminApp {
-    /// Ready when the token store takes writes, answers, and at least one upstream has a healthy
-    /// backend.
+    /// Ready when this process holds its listeners and is not stopping, the token store takes
+    /// writes and answers, and at least one upstream has a healthy backend.
     async fn readiness(&self) -> Result<(), String> {
+        if let Some(problem) = self.lifecycle.problem() {
+            return Err(problem.into());
+        }
         if let Some(problem) = self.store_health.problem() {
             return Err(format!("token store cannot be written: {problem}"));
         }

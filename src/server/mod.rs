@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod demo;
 pub mod flood_report;
+pub mod lifecycle;
 pub mod shutdown;
 pub mod users_reload;
 
@@ -33,6 +34,7 @@ use async_trait::async_trait;
 use demo::DemoUpstream;
 use flood_report::FloodReport;
 use http::header::{HeaderName, HeaderValue};
+use lifecycle::{Lifecycle, ListenWatch};
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::server::configuration::ServerConf;
@@ -52,6 +54,8 @@ pub const JASYPT_KEY_ENV: &str = "AUTHGATE_JASYPT_KEY";
 /// A server ready to run, and what the caller may watch while it runs.
 pub struct Built {
     pub server: Server,
+    /// Listening and stopping, for `/readyz` (the shutdown marks it stopping).
+    pub lifecycle: Arc<Lifecycle>,
     /// Requests in progress.
     pub in_flight: Arc<AtomicUsize>,
     /// The token store, to close cleanly once the server has stopped.
@@ -230,9 +234,18 @@ fn check_listen_addresses(config: &Config) -> anyhow::Result<()> {
     if let Some(demo) = &config.demo_upstream {
         addresses.push(("demo_upstream", demo));
     }
+    // A previous instance may still be letting go of a port: try for a while.
+    let deadline = std::time::Instant::now() + Duration::from_millis(config.bind_timeout_ms.get());
     for (key, address) in addresses {
-        std::net::TcpListener::bind(address.as_str())
-            .map_err(|e| anyhow!("{key}: cannot listen on {address}: {e}"))?;
+        while let Err(e) = std::net::TcpListener::bind(address.as_str()) {
+            if std::time::Instant::now() >= deadline {
+                return Err(anyhow!(
+                    "{key}: cannot listen on {address}: {e} (tried for {} ms: bind_timeout_ms)",
+                    config.bind_timeout_ms
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     Ok(())
 }
@@ -436,12 +449,27 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
     );
     server.add_service(proxy);
 
+    let lifecycle = Arc::new(Lifecycle::new(vec![
+        ("listen", crate::config::resolve("listen", &config.listen)?),
+        (
+            "admin.listen",
+            crate::config::resolve("admin.listen", &config.admin.listen)?,
+        ),
+    ]));
+    server.add_service(background_service(
+        "listen watch",
+        ListenWatch {
+            lifecycle: lifecycle.clone(),
+            timeout: Duration::from_millis(config.bind_timeout_ms.get()),
+        },
+    ));
     let mut admin = Service::new(
         "admin".into(),
         HttpServer::new_app(AdminApp {
             auth: auth.clone(),
             upstreams,
             store_health: health.clone(),
+            lifecycle: lifecycle.clone(),
         }),
     );
     admin.add_tcp(&config.admin.listen);
@@ -494,6 +522,7 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
 
     Ok(Built {
         server,
+        lifecycle,
         in_flight,
         store,
     })

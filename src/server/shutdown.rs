@@ -1,9 +1,10 @@
 //! How the real process stops.
 //!
-//! - SIGTERM or SIGINT: stop accepting, let in-flight requests finish (the configured grace is the
-//!   bound), close the token store, exit 0.
-//! - A second SIGTERM or SIGINT during that drain: close the store and exit at once with 130 (the
-//!   Ctrl-C people expect).
+//! - SIGTERM or SIGINT: not ready at once; keep serving for `shutdown.delay_seconds` (so that
+//!   load balancers stop sending first), then stop accepting, let in-flight requests finish (the
+//!   configured grace is the bound), close the token store, exit 0.
+//! - A second SIGTERM or SIGINT during the delay or the drain: close the store and exit at once
+//!   with 130 (the Ctrl-C people expect).
 //! - SIGQUIT: hand the listeners to a new process (pingora's graceful upgrade).
 //!
 //! Why not pingora's own handling: its SIGINT path (`FastShutdown`) tears the runtimes down under
@@ -13,6 +14,7 @@
 //! ends the process as soon as the drain is done, or at the second signal, always after closing
 //! the store.
 
+use super::lifecycle::Lifecycle;
 use crate::store::TokenStore;
 use async_trait::async_trait;
 use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
@@ -28,6 +30,9 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 pub struct Shutdown {
     in_flight: Arc<AtomicUsize>,
     store: Arc<dyn TokenStore>,
+    lifecycle: Arc<Lifecycle>,
+    /// `shutdown.delay_seconds`.
+    delay: Duration,
     /// pingora's phases: the drain starts counting once the listeners have been told to stop.
     phases: Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
 }
@@ -36,11 +41,15 @@ impl Shutdown {
     pub fn new(
         in_flight: Arc<AtomicUsize>,
         store: Arc<dyn TokenStore>,
+        lifecycle: Arc<Lifecycle>,
+        delay: Duration,
         phases: broadcast::Receiver<ExecutionPhase>,
     ) -> Arc<Shutdown> {
         Arc::new(Shutdown {
             in_flight,
             store,
+            lifecycle,
+            delay,
             phases: Mutex::new(Some(phases)),
         })
     }
@@ -130,7 +139,7 @@ impl Shutdown {
         tracing::warn!(
             signal,
             in_flight = self.in_flight.load(Ordering::Acquire),
-            "second signal during the drain: exiting now"
+            "second signal while stopping: exiting now"
         );
         EXIT_INTERRUPTED
     }
@@ -154,6 +163,25 @@ impl ShutdownSignalWatch for Signals {
             _ = int.recv() => "SIGINT",
             _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
         };
+        self.0.lifecycle.stop();
+        if !self.0.delay.is_zero() {
+            tracing::info!(
+                signal = name,
+                delay_ms = self.0.delay.as_millis() as u64,
+                "stopping: not ready, still serving until load balancers stop sending \
+                 (a second signal exits at once)"
+            );
+            let second = tokio::select! {
+                _ = tokio::time::sleep(self.0.delay) => None,
+                _ = term.recv() => Some("SIGTERM"),
+                _ = int.recv() => Some("SIGINT"),
+            };
+            if let Some(second) = second {
+                let code = self.0.interrupted(second);
+                self.0.close_store();
+                std::process::exit(code);
+            }
+        }
         tracing::info!(
             signal = name,
             in_flight = self.0.in_flight.load(Ordering::Acquire),

@@ -214,32 +214,9 @@ impl Setup {
     }
 }
 
-/// Whether process `pid` holds the socket listening on 127.0.0.1:`port` (from `/proc/net/tcp`
-/// and the process's descriptors).
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port`.
 pub fn listens_on(pid: u32, port: u16) -> bool {
-    let wanted = format!("0100007F:{port:04X}");
-    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
-        return false;
-    };
-    let inodes: Vec<String> = table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            // local address, state (0A = LISTEN), inode
-            (fields.get(1) == Some(&wanted.as_str()) && fields.get(3) == Some(&"0A"))
-                .then(|| format!("socket:[{}]", fields.get(9).unwrap_or(&"")))
-        })
-        .collect();
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-        .any(|target| {
-            inodes
-                .iter()
-                .any(|inode| target.as_os_str() == inode.as_str())
-        })
+    authgate::listening::listens_on(Some(pid), ([127, 0, 0, 1], port).into())
 }
 
 /// Move the calling thread (only it, and threads it starts) into the network namespace of
