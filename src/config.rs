@@ -1,6 +1,14 @@
-//! The configuration file: serde structs with defaults, validated once at start-up.
+//! The configuration: serde structs with defaults, read from a YAML file and then from the
+//! environment, validated once at start-up.
 //!
 //! Everything downstream trusts a `Config` that passed [`Config::validate`]; nothing re-validates.
+//!
+//! Environment variables (figment's `Env`), over the file:
+//! - `AUTHGATE_<KEY>` sets a key; `__` separates levels (`AUTHGATE_STORE__REDIS__URL`). Values are
+//!   read as figment reads them: numbers, booleans, `[a, b]` lists; quote a string that looks
+//!   like a number (`'"123"'`).
+//! - `AUTHGATE_<KEY>_FILE` sets a key to the content of a file, as a string (one trailing newline
+//!   dropped): a secret mounted as a file stays out of the environment.
 
 use crate::target::{check_configured_path, PathPolicy};
 use serde::Deserialize;
@@ -21,6 +29,47 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{key}: {why}")]
     Invalid { key: String, why: String },
+}
+
+/// The prefix of the environment variables that set keys.
+pub const ENV_PREFIX: &str = "AUTHGATE_";
+/// Variables with that prefix that are not keys (read elsewhere).
+const ENV_NOT_KEYS: [&str; 4] = ["CONFIG", "REDIS_URL", "JASYPT_KEY", "JASYPT_MAINKEY"];
+
+/// The key a variable name sets (`STORE__REDIS__URL` → `store.redis.url`).
+fn env_key(name: &str) -> String {
+    name.to_ascii_lowercase().replace("__", ".")
+}
+
+/// `AUTHGATE_*` variables (then `AUTHGATE_*_FILE` ones) over what `figment` holds.
+fn with_environment(figment: figment::Figment) -> Result<figment::Figment, String> {
+    use figment::providers::{Env, Serialized};
+    let is_file = |name: &str| name.to_ascii_uppercase().ends_with("_FILE");
+    let mut figment = figment.merge(
+        Env::prefixed(ENV_PREFIX)
+            .ignore(&ENV_NOT_KEYS)
+            .filter(move |name| !is_file(name.as_str()))
+            .map(|name| env_key(name.as_str()).into())
+            .lowercase(false),
+    );
+    for (name, path) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let Some(key) = name
+            .strip_prefix(ENV_PREFIX)
+            .and_then(|rest| rest.strip_suffix("_FILE"))
+        else {
+            continue;
+        };
+        if ENV_NOT_KEYS.contains(&key) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{name}: cannot read {}: {e}", Path::new(&path).display()))?;
+        let value = text.strip_suffix('\n').unwrap_or(&text);
+        let value = value.strip_suffix('\r').unwrap_or(value).to_string();
+        figment = figment.merge(Serialized::default(&env_key(key), value));
+    }
+    Ok(figment)
 }
 
 fn invalid(key: impl Into<String>, why: impl Into<String>) -> ConfigError {
@@ -613,15 +662,31 @@ impl Default for LogConfig {
 
 impl Config {
     /// Read, parse and validate a configuration file.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let config = Config::parse(&text).map_err(|message| ConfigError::Parse {
-            path: path.to_path_buf(),
+    /// The file at `path` (none: the embedded defaults), then the environment's `AUTHGATE_*`
+    /// variables over it; validated.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        let source = path.map_or_else(|| PathBuf::from("(defaults)"), Path::to_path_buf);
+        let parse_error = |message| ConfigError::Parse {
+            path: source.clone(),
             message,
-        })?;
+        };
+        let mut figment = figment::Figment::new();
+        if !text.trim().is_empty() {
+            let yaml: serde_norway::Value =
+                serde_norway::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
+            figment = figment.merge(figment::providers::Serialized::defaults(yaml));
+        }
+        let config: Config = with_environment(figment)
+            .map_err(parse_error)?
+            .extract()
+            .map_err(|e| parse_error(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -799,6 +864,44 @@ mod tests {
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
         Config::parse("").unwrap().validate().unwrap();
+    }
+
+    #[test]
+    // figment's Jail fixes the closure's error type (a large `figment::Error`).
+    #[allow(clippy::result_large_err)]
+    fn environment_variables_and_secret_files_override_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("authgate.yaml", "listen: 127.0.0.1:7000\nthreads: 1\n")?;
+            jail.create_file("redis-url", "redis://:s3cret@redis:6379\n")?;
+            jail.set_env("AUTHGATE_THREADS", "3");
+            jail.set_env("AUTHGATE_STORE__KIND", "redis");
+            jail.set_env(
+                "AUTHGATE_FORWARDING__TRUSTED_PROXIES",
+                "[10.0.0.0/8, 127.0.0.1]",
+            );
+            jail.set_env("AUTHGATE_STORE__REDIS__URL_FILE", "redis-url");
+            jail.set_env("AUTHGATE_LOG__FORMAT", "json");
+            // Read elsewhere, never a key: no "unknown field" for them.
+            jail.set_env("AUTHGATE_CONFIG", "authgate.yaml");
+            jail.set_env("AUTHGATE_JASYPT_KEY", "x");
+            let config = Config::load(Some(Path::new("authgate.yaml"))).unwrap();
+            assert_eq!(config.listen, "127.0.0.1:7000", "from the file");
+            assert_eq!(config.threads.get(), 3, "the environment wins");
+            assert_eq!(config.store.kind, StoreKind::Redis);
+            assert_eq!(
+                config.forwarding.trusted_proxies,
+                vec!["10.0.0.0/8".to_string(), "127.0.0.1".to_string()]
+            );
+            assert_eq!(config.store.redis.url, "redis://:s3cret@redis:6379");
+            let defaults = Config::load(None).unwrap();
+            assert_eq!(defaults.threads.get(), 3, "over the defaults too");
+            assert_eq!(defaults.listen, Config::default().listen);
+
+            jail.set_env("AUTHGATE_NO_SUCH_KEY", "1");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("no_such_key"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]

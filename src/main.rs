@@ -37,10 +37,21 @@ enum Command {
     },
     /// Read a password from stdin (or a prompt) and print its argon2id PHC string.
     HashPassword,
-    /// Validate a configuration file: exit 0, or print the key at fault and why.
+    /// Validate a configuration file (with the `AUTHGATE_*` variables over it), its users file,
+    /// and that the token store's directory can be written: exit 0, or print what is at fault.
     CheckConfig {
-        #[arg(short, long)]
+        #[arg(short, long, env = "AUTHGATE_CONFIG")]
         config: PathBuf,
+    },
+    /// Ask the running gateway's admin port whether it is ready (`/readyz`; `--live`:
+    /// `/healthz`): exit 0 if so, 1 if not. For container health checks, with no curl in the
+    /// image.
+    Healthcheck {
+        #[arg(short, long, env = "AUTHGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Only whether the process answers (liveness).
+        #[arg(long)]
+        live: bool,
     },
     /// Copy every live token from the configured store (`store.kind`) to another, with the same
     /// file's settings for both (`store.data_dir`, `store.redis`): move between redb and Redis
@@ -71,14 +82,7 @@ impl StoreTarget {
 }
 
 fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
-    match config {
-        Some(path) => Ok(Config::load(path)?),
-        None => {
-            let config = Config::default();
-            config.validate()?;
-            Ok(config)
-        }
-    }
+    Ok(Config::load(config.map(PathBuf::as_path))?)
 }
 
 /// What to tell an operator whose store file is damaged.
@@ -146,17 +150,56 @@ fn hash_password() -> anyhow::Result<()> {
 }
 
 fn check_config(path: PathBuf) -> anyhow::Result<()> {
-    let config = Config::load(&path)?;
+    let config = Config::load(Some(&path))?;
     if let Some(users) = &config.users_file {
         authgate::auth::users::UserDirectory::load(users)
             .map_err(|e| anyhow::anyhow!("users_file: {e}"))?;
+    }
+    if config.store.kind == StoreKind::Redb {
+        let dir = &config.store.data_dir;
+        let probe = dir.join(".authgate-write-check");
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&probe, b"ok"))
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| {
+                anyhow::anyhow!("store.data_dir: {} is not writable: {e}", dir.display())
+            })?;
     }
     println!("{}: OK", path.display());
     Ok(())
 }
 
+/// `GET` the admin port's `/readyz` (or `/healthz`) over loopback; whether it answered 200.
+fn healthcheck(config: Option<PathBuf>, live: bool) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let config = load(config.as_ref())?;
+    let mut admin = authgate::config::resolve("admin.listen", &config.admin.listen)?;
+    if admin.ip().is_unspecified() {
+        admin.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let path = if live { "/healthz" } else { "/readyz" };
+    let timeout = std::time::Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&admin, timeout)
+        .with_context(|| format!("admin port {admin}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.take(4096).read_to_string(&mut answer)?;
+    let status = answer.lines().next().unwrap_or_default();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    if status.split_whitespace().nth(1) == Some("200") {
+        println!("{path}: {body}");
+        Ok(())
+    } else {
+        anyhow::bail!("{path}: {status}: {body}")
+    }
+}
+
 fn migrate_store(path: PathBuf, to: StoreKind) -> anyhow::Result<()> {
-    let config = Config::load(&path)?;
+    let config = Config::load(Some(&path))?;
     let from = config.store.kind;
     if from == to {
         anyhow::bail!("store.kind is already {to:?}: nothing to copy");
@@ -186,6 +229,16 @@ fn main() -> ExitCode {
         } => run(config, move_damaged_store),
         Command::HashPassword => hash_password(),
         Command::CheckConfig { config } => check_config(config),
+        Command::Healthcheck { config, live } => {
+            // Not ready is an answer, not a usage error: 1, as container runtimes expect.
+            return match healthcheck(config, live) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("authgate: {e:#}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         Command::MigrateStore { config, to } => migrate_store(config, to.kind()),
     };
     match result {
