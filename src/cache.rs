@@ -427,7 +427,12 @@ impl TokenCache {
         set.len()
     }
 
-    /// Let moka finish its deferred bookkeeping (for measurements and tests).
+    /// Validated tokens held (moka's count, as of its last bookkeeping: `run_pending_tasks`).
+    pub fn entry_count(&self) -> u64 {
+        self.positive.entry_count()
+    }
+
+    /// Let moka finish its deferred bookkeeping (for measurements, counts and tests).
     pub async fn run_pending_tasks(&self) {
         self.positive.run_pending_tasks().await;
         self.negative.run_pending_tasks().await;

@@ -2,8 +2,8 @@
 //! collide). Names are constants; labels are low-cardinality classes, never a user, token or path.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub const REQUESTS: &str = "authgate_requests_total";
@@ -29,15 +29,22 @@ pub const CONNECTIONS_OPEN: &str = "authgate_connections_open";
 pub const CONNECTIONS_REFUSED: &str = "authgate_connections_refused_total";
 pub const CONNECTIONS_CLOSED: &str = "authgate_connections_closed_total";
 pub const BUILD_INFO: &str = "authgate_build_info";
+pub const REQUESTS_IN_FLIGHT: &str = "authgate_requests_in_flight";
+pub const CACHE_ENTRIES: &str = "authgate_token_cache_entries";
+pub const USERS: &str = "authgate_users";
+pub const USERS_RELOADS: &str = "authgate_users_reloads_total";
 
 /// Label values, typed: a call site names a variant, never a string.
 macro_rules! label {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $value:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $value:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $($(#[$vdoc])* $variant),+ }
 
         impl $name {
+            /// Every value, to create each series at zero at start-up.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
             pub fn as_str(self) -> &'static str {
                 match self { $(Self::$variant => $value),+ }
             }
@@ -67,6 +74,18 @@ label!(
         Purge => "purge",
         Count => "count",
         Recover => "recover",
+    }
+);
+
+label!(
+    /// What became of a changed users file (`authgate_users_reloads_total{result}`).
+    UsersReloadResult {
+        Applied => "applied",
+        /// It does not parse, has no user, or leaves out too many token holders.
+        Refused => "refused",
+        /// The store could not say who holds tokens: tried again at the next check.
+        Deferred => "deferred",
+        Unreadable => "unreadable",
     }
 );
 
@@ -147,7 +166,7 @@ pub struct Metrics {
     pub store_undecodable: IntGauge,
     /// Revocations enforced in memory whose write has not succeeded yet.
     pub revocations_unsaved: IntGauge,
-    pub upstream_duration: Histogram,
+    pub upstream_duration: HistogramVec,
     /// kind (connect, timeout, 5xx, other).
     pub upstream_errors: IntCounterVec,
     pub password_waiting: IntGauge,
@@ -161,6 +180,10 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     /// reason (header_timeout, idle, shed).
     pub connections_closed: IntCounterVec,
+    pub requests_in_flight: IntGauge,
+    pub cache_entries: IntGauge,
+    pub users: IntGauge,
+    pub users_reloads: IntCounterVec,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -290,24 +313,18 @@ impl Metrics {
                 REVOCATIONS_UNSAVED,
                 "Revocations enforced in memory whose store write has not succeeded yet.",
             ),
-            upstream_duration: {
-                let h = Histogram::with_opts(
-                    HistogramOpts::new(
-                        UPSTREAM_DURATION,
-                        "Time from choosing an upstream to its response header.",
-                    )
-                    .buckets(latency),
-                )
-                .expect("valid metric definition");
-                r.register(Box::new(h.clone()))
-                    .expect("metric registered once");
-                h
-            },
+            upstream_duration: histogram_vec(
+                &r,
+                UPSTREAM_DURATION,
+                "Time from choosing an upstream to its response header, by upstream.",
+                &["upstream"],
+                latency,
+            ),
             upstream_errors: counter_vec(
                 &r,
                 UPSTREAM_ERRORS,
-                "Upstream failures, by kind (connect, timeout, 5xx, other).",
-                &["kind"],
+                "Upstream failures, by upstream and kind (connect, timeout, 5xx, other).",
+                &["upstream", "kind"],
             ),
             password_waiting: gauge(
                 &r,
@@ -348,8 +365,32 @@ impl Metrics {
                 "Client connections authgate closed itself, by reason (header_timeout, idle, shed).",
                 &["reason"],
             ),
+            requests_in_flight: gauge(
+                &r,
+                REQUESTS_IN_FLIGHT,
+                "Requests being answered or forwarded (read at scrape time).",
+            ),
+            cache_entries: gauge(
+                &r,
+                CACHE_ENTRIES,
+                "Validated tokens in the cache (read at scrape time).",
+            ),
+            users: gauge(&r, USERS, "Users in force (read at scrape time)."),
+            users_reloads: counter_vec(
+                &r,
+                USERS_RELOADS,
+                "Changes of the users file, by what became of them.",
+                &["result"],
+            ),
             registry: r,
         };
+        #[cfg(target_os = "linux")]
+        metrics
+            .registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("metric registered once");
         let build = IntGaugeVec::new(
             Opts::new(BUILD_INFO, "Build information; always 1."),
             &["version"],
@@ -361,6 +402,44 @@ impl Metrics {
             .expect("metric registered once");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         metrics
+    }
+
+    /// Create every error and outcome series at zero, so that a rate or an alert has a series
+    /// from start-up, not only after the first event. `upstreams` and `denials` are label values
+    /// known outside this module.
+    pub fn zero_series(&self, upstreams: &[&str], denials: &[&str]) {
+        for upstream in upstreams {
+            self.upstream_duration.with_label_values(&[upstream]);
+            for kind in UpstreamErrorKind::ALL {
+                self.upstream_errors
+                    .with_label_values(&[upstream, kind.as_str()]);
+            }
+        }
+        for outcome in denials.iter().copied().chain(["allowed", "public"]) {
+            self.auth_decisions.with_label_values(&[outcome]);
+        }
+        for op in StoreOp::ALL {
+            for class in ["unavailable", "damaged", "undecodable"] {
+                self.store_errors.with_label_values(&[op.as_str(), class]);
+            }
+        }
+        for reason in RevokeReason::ALL {
+            self.tokens_revoked.with_label_values(&[reason.as_str()]);
+        }
+        for result in CacheLookup::ALL {
+            self.cache_lookups.with_label_values(&[result.as_str()]);
+        }
+        for limit in ConnectionLimit::ALL {
+            self.connections_refused
+                .with_label_values(&[limit.as_str()]);
+        }
+        for reason in CloseReason::ALL {
+            self.connections_closed
+                .with_label_values(&[reason.as_str()]);
+        }
+        for result in UsersReloadResult::ALL {
+            self.users_reloads.with_label_values(&[result.as_str()]);
+        }
     }
 
     /// The Prometheus text exposition of everything registered.

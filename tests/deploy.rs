@@ -173,3 +173,49 @@ fn every_overlay_renders_hardened_probed_and_complete() {
         }
     }
 }
+
+/// Every metric name in the shipped alerts and dashboard is one authgate exports: the names in
+/// `src/metrics.rs`, and those a fresh registry gathers (the process_* ones).
+#[test]
+fn alerts_and_dashboard_name_only_metrics_that_exist() {
+    let source = std::fs::read_to_string(Path::new(ROOT).join("src/metrics.rs")).unwrap();
+    let mut known: Vec<String> = source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub const "))
+        .filter_map(|l| l.split('"').nth(1))
+        .map(String::from)
+        .collect();
+    let gathered = String::from_utf8(authgate::metrics::Metrics::new().encode()).unwrap();
+    known.extend(
+        gathered
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .map(String::from),
+    );
+    assert!(known.iter().any(|n| n == "process_resident_memory_bytes"));
+    let exists = |name: &str| {
+        let family = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        known.iter().any(|k| k == name || k == family)
+    };
+    for file in [
+        "deploy/kubernetes/base/prometheusrule.yaml",
+        "deploy/monitoring/grafana-dashboard.json",
+    ] {
+        let text = std::fs::read_to_string(Path::new(ROOT).join(file)).unwrap();
+        let mut named = 0;
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("authgate_") || word.starts_with("process_") {
+                assert!(
+                    exists(word),
+                    "{file} names {word}, which authgate does not export"
+                );
+                named += 1;
+            }
+        }
+        assert!(named > 5, "{file}");
+    }
+}

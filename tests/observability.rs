@@ -114,7 +114,10 @@ async fn counters_move_exactly_as_the_script_says() {
             r#"authgate_requests_total{route="logout",status_class="2xx"}"#,
             1.0,
         ),
-        (r#"authgate_upstream_response_seconds_count{}"#, 3.0),
+        (
+            r#"authgate_upstream_response_seconds_count{upstream="main"}"#,
+            3.0,
+        ),
         (
             r#"authgate_store_operation_seconds_count{operation="insert"}"#,
             2.0,
@@ -155,6 +158,40 @@ async fn counters_move_exactly_as_the_script_says() {
     }
 }
 
+/// What dashboards and alerts need from the first scrape: every error and outcome series at zero
+/// (a rate over a series that does not exist yet is no rate), the process_* metrics, and the
+/// gauges read at scrape time.
+#[tokio::test]
+async fn error_series_exist_at_zero_from_start_with_process_metrics_and_gauges() {
+    let (gw, _up) = gateway_with(|c| route_to_dead_upstream_and_short_timeout(c, "/dead"));
+    let first = scrape(&gw).await;
+    for series in [
+        r#"authgate_upstream_errors_total{kind="connect",upstream="dead"}"#,
+        r#"authgate_upstream_errors_total{kind="5xx",upstream="main"}"#,
+        r#"authgate_auth_decisions_total{outcome="invalid"}"#,
+        r#"authgate_auth_decisions_total{outcome="unavailable"}"#,
+        r#"authgate_store_errors_total{class="unavailable",operation="insert"}"#,
+        r#"authgate_connections_refused_total{limit="per_client"}"#,
+        r#"authgate_users_reloads_total{result="refused"}"#,
+        r#"authgate_token_cache_lookups_total{result="stale_hit"}"#,
+        r#"authgate_requests_in_flight{}"#,
+        r#"authgate_token_cache_entries{}"#,
+    ] {
+        assert_eq!(first.get(series), Some(&0.0), "{series}");
+    }
+    let users = authgate::auth::users::UserDirectory::parse(&users_yaml()).unwrap();
+    assert_eq!(first[r#"authgate_users{}"#], users.len() as f64);
+    for process in ["process_resident_memory_bytes{}", "process_open_fds{}"] {
+        assert!(first.get(process).is_some_and(|v| *v > 0.0), "{process}");
+    }
+    // In whole seconds (the prometheus crate counts it as an integer): there, if still 0.
+    assert!(first.contains_key("process_cpu_seconds_total{}"));
+    let t = token(&gw.url(""), "admin", ADMIN_PASSWORD, "obs").await;
+    assert_eq!(get_with(&gw.url("/a"), &t, "obs").await.status(), 200);
+    let later = scrape(&gw).await;
+    assert_eq!(later[r#"authgate_token_cache_entries{}"#], 1.0);
+}
+
 #[tokio::test]
 async fn upstream_errors_are_counted_by_kind() {
     let (gw, _up) = gateway_with(|c| route_to_dead_upstream_and_short_timeout(c, "/dead"));
@@ -169,7 +206,7 @@ async fn upstream_errors_are_counted_by_kind() {
         delta(
             &before,
             &after,
-            r#"authgate_upstream_errors_total{kind="connect"}"#
+            r#"authgate_upstream_errors_total{kind="connect",upstream="dead"}"#
         ),
         1.0
     );
@@ -177,7 +214,7 @@ async fn upstream_errors_are_counted_by_kind() {
         delta(
             &before,
             &after,
-            r#"authgate_upstream_errors_total{kind="timeout"}"#
+            r#"authgate_upstream_errors_total{kind="timeout",upstream="main"}"#
         ),
         1.0
     );

@@ -52,6 +52,18 @@ pub enum Denial {
 }
 
 impl Denial {
+    /// Every denial, to create each metric series at zero at start-up.
+    pub const ALL: [Denial; 8] = [
+        Denial::Missing,
+        Denial::MissingAppName,
+        Denial::Invalid,
+        Denial::Expired,
+        Denial::AppMismatch,
+        Denial::Forbidden,
+        Denial::OutOfScope,
+        Denial::Unavailable,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Denial::Missing => "missing",

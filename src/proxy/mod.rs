@@ -115,6 +115,12 @@ fn new_request_id() -> HeaderValue {
 pub const REQUEST_ID: &str = "x-request-id";
 
 impl Gateway {
+    /// The name of the upstream the request goes (or went) to, for metric labels.
+    fn upstream_name(&self, ctx: &Ctx) -> &str {
+        let path = ctx.target.as_ref().map_or("/", RequestTarget::path);
+        &self.upstreams.route(path).name
+    }
+
     /// Forwarded without a token (`public_paths`).
     fn is_public(&self, path: &str) -> bool {
         self.settings
@@ -415,19 +421,21 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         let status = upstream_response.status.as_u16();
         ctx.upstream_status = Some(status);
+        let upstream = self.upstream_name(ctx);
         if let Some(started) = ctx.upstream_started {
             let elapsed = started.elapsed();
             ctx.upstream_ms = Some(elapsed.as_secs_f64() * 1000.0);
             self.auth
                 .metrics()
                 .upstream_duration
+                .with_label_values(&[upstream])
                 .observe(elapsed.as_secs_f64());
         }
         if status >= 500 {
             self.auth
                 .metrics()
                 .upstream_errors
-                .with_label_values(&[UpstreamErrorKind::Status5xx.as_str()])
+                .with_label_values(&[upstream, UpstreamErrorKind::Status5xx.as_str()])
                 .inc();
         }
         Ok(())
@@ -507,7 +515,7 @@ impl ProxyHttp for Gateway {
             self.auth
                 .metrics()
                 .upstream_errors
-                .with_label_values(&[kind.as_str()])
+                .with_label_values(&[self.upstream_name(ctx), kind.as_str()])
                 .inc();
         }
         // Once the upstream's response has started, all we can do is close.

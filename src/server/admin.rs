@@ -13,6 +13,8 @@ pub struct AdminApp {
     pub upstreams: Arc<Upstreams>,
     pub store_health: Arc<StoreHealth>,
     pub lifecycle: Arc<super::lifecycle::Lifecycle>,
+    /// Requests in progress.
+    pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn respond(status: u16, content_type: &str, body: Vec<u8>) -> http::Response<Vec<u8>> {
@@ -60,6 +62,15 @@ impl AdminApp {
         if let Ok(live) = self.auth.cache().store().count().await {
             metrics.tokens_live.set(live as i64);
         }
+        metrics
+            .requests_in_flight
+            .set(self.in_flight.load(std::sync::atomic::Ordering::Relaxed) as i64);
+        // moka counts after its deferred bookkeeping: let it finish first (once per scrape).
+        self.auth.cache().run_pending_tasks().await;
+        metrics
+            .cache_entries
+            .set(self.auth.cache().entry_count() as i64);
+        metrics.users.set(self.auth.users().len() as i64);
         let verifier = self.auth.verifier();
         metrics.password_waiting.set(verifier.waiting() as i64);
         metrics.password_running.set(verifier.running() as i64);

@@ -367,6 +367,9 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
     server.bootstrap();
 
     let (upstreams, health_checks) = Upstreams::build(config).context("upstreams")?;
+    let upstream_names: Vec<&str> = upstreams.pools().iter().map(|p| p.name.as_str()).collect();
+    let denials = crate::auth::Denial::ALL.map(crate::auth::Denial::as_str);
+    metrics.zero_series(&upstream_names, &denials);
     let upstreams = Arc::new(upstreams);
     for check in health_checks {
         server.add_service(check);
@@ -470,6 +473,7 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
             upstreams,
             store_health: health.clone(),
             lifecycle: lifecycle.clone(),
+            in_flight: in_flight.clone(),
         }),
     );
     admin.add_tcp(&config.admin.listen);

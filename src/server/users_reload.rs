@@ -11,6 +11,7 @@
 
 use crate::auth::users::UserDirectory;
 use crate::auth::Authenticator;
+use crate::metrics::UsersReloadResult;
 use crate::store::StoreError;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
@@ -70,22 +71,32 @@ impl UsersReload {
             .then_some(Refusal::LooksTruncated { missing, holders }))
     }
 
-    /// Apply the file's text if it can be; `false` when the store did not answer, so the same
-    /// content should be tried again at the next tick.
+    /// Apply the file's text if it can be, and count what became of it; `false` when the store
+    /// did not answer, so the same content should be tried again at the next tick.
     async fn reload(&self, text: &str) -> bool {
+        let result = self.apply(text).await;
+        self.auth
+            .metrics()
+            .users_reloads
+            .with_label_values(&[result.as_str()])
+            .inc();
+        result != UsersReloadResult::Deferred
+    }
+
+    async fn apply(&self, text: &str) -> UsersReloadResult {
         let file = self.path.display();
         let directory = match UserDirectory::parse(text) {
             Ok(directory) => directory,
             Err(e) => {
                 tracing::error!(%file, error = %e, "users file not reloaded: the previous users stay in force");
-                return true;
+                return UsersReloadResult::Refused;
             }
         };
         match self.check(&directory).await {
             Ok(None) => {}
             Ok(Some(Refusal::NoUsers)) => {
                 tracing::error!(%file, "users file has no user (cut short?): not reloaded, the previous users stay in force");
-                return true;
+                return UsersReloadResult::Refused;
             }
             Ok(Some(Refusal::LooksTruncated { missing, holders })) => {
                 tracing::error!(
@@ -97,11 +108,11 @@ impl UsersReload {
                      being written?): not reloaded, the previous users stay in force. Replace the \
                      file atomically; raise users_reload_max_removed_share to remove them on purpose",
                 );
-                return true;
+                return UsersReloadResult::Refused;
             }
             Err(e) => {
                 tracing::error!(%file, error = %e, "users file not reloaded yet: cannot tell which users hold tokens");
-                return false;
+                return UsersReloadResult::Deferred;
             }
         }
         let (users, shares) = (directory.len(), directory.shares().count());
@@ -119,7 +130,7 @@ impl UsersReload {
                 "users reloaded; revoking the tokens of removed users is retried until it succeeds"
             ),
         }
-        true
+        UsersReloadResult::Applied
     }
 }
 
@@ -139,6 +150,11 @@ impl BackgroundService for UsersReload {
                         Ok(bytes) => bytes,
                         Err(e) => {
                             if !std::mem::replace(&mut unreadable, true) {
+                                self.auth
+                                    .metrics()
+                                    .users_reloads
+                                    .with_label_values(&[UsersReloadResult::Unreadable.as_str()])
+                                    .inc();
                                 tracing::error!(
                                     file = %self.path.display(),
                                     error = %e,
