@@ -405,10 +405,24 @@ impl Metrics {
     }
 
     /// Create every error and outcome series at zero, so that a rate or an alert has a series
-    /// from start-up, not only after the first event. `upstreams` and `denials` are label values
-    /// known outside this module.
-    pub fn zero_series(&self, upstreams: &[&str], denials: &[&str]) {
-        for upstream in upstreams {
+    /// from start-up, not only after the first event. `outside` holds the label values known
+    /// outside this module.
+    pub fn zero_series(&self, outside: &OutsideLabels) {
+        let OutsideLabels {
+            upstreams,
+            denials,
+            login_limits,
+            login_failures,
+        } = outside;
+        for limit in *login_limits {
+            self.logins_limited.with_label_values(&[limit]);
+        }
+        for protocol in LoginProtocol::ALL {
+            for outcome in login_failures.iter().chain(*login_limits) {
+                self.logins.with_label_values(&[protocol.as_str(), outcome]);
+            }
+        }
+        for upstream in *upstreams {
             self.upstream_duration.with_label_values(&[upstream]);
             for kind in UpstreamErrorKind::ALL {
                 self.upstream_errors
@@ -450,6 +464,18 @@ impl Metrics {
             .expect("text encoding into memory cannot fail");
         out
     }
+}
+
+/// Label values that other modules own, for `Metrics::zero_series`.
+pub struct OutsideLabels<'a> {
+    /// Upstream names (the config's).
+    pub upstreams: &'a [&'a str],
+    /// Refusals of a forwarded request (`authgate_auth_decisions_total{outcome}`).
+    pub denials: &'a [&'a str],
+    /// Login limits (`authgate_login_limited_total{limit}`, and login outcomes).
+    pub login_limits: &'a [&'a str],
+    /// Failed login outcomes other than the limits (`authgate_logins_total{outcome}`).
+    pub login_failures: &'a [&'a str],
 }
 
 impl Default for Metrics {

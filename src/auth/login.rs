@@ -37,6 +37,14 @@ pub enum BadCredentialsReason {
 }
 
 impl BadCredentialsReason {
+    pub const ALL: [BadCredentialsReason; 5] = [
+        Self::UnknownUser,
+        Self::UnknownShare,
+        Self::WrongPassword,
+        Self::UndecodablePassword,
+        Self::NotActive,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::UnknownUser => "unknown_user",

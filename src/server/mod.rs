@@ -18,11 +18,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, RedisConfig, StoreKind};
 use crate::connections::ConnectionLimits;
 use crate::forwarded::TrustedProxies;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, OutsideLabels};
 use crate::proxy::connection::{Admission, ConnectionTiming};
 use crate::proxy::headers::{IdentityHeaders, Strip};
 use crate::proxy::upstream::Upstreams;
 use crate::proxy::{Gateway, GatewaySettings};
+use crate::reply::Failure;
 use crate::store::{
     Announcement, Instrumented, MemoryStore, RedbStore, RedisEndpoint, RedisStore, StoreHealth,
     TokenStore,
@@ -369,7 +370,25 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
     let (upstreams, health_checks) = Upstreams::build(config).context("upstreams")?;
     let upstream_names: Vec<&str> = upstreams.pools().iter().map(|p| p.name.as_str()).collect();
     let denials = crate::auth::Denial::ALL.map(crate::auth::Denial::as_str);
-    metrics.zero_series(&upstream_names, &denials);
+    let login_limits = crate::auth::guard::Limit::ALL.map(crate::auth::guard::Limit::as_str);
+    let mut login_failures: Vec<&str> = crate::auth::login::BadCredentialsReason::ALL
+        .map(crate::auth::login::BadCredentialsReason::as_str)
+        .to_vec();
+    login_failures.extend(
+        [
+            Failure::BadRequest,
+            Failure::TooLarge,
+            Failure::Overloaded,
+            Failure::StoreUnavailable,
+        ]
+        .map(Failure::label),
+    );
+    metrics.zero_series(&OutsideLabels {
+        upstreams: &upstream_names,
+        denials: &denials,
+        login_limits: &login_limits,
+        login_failures: &login_failures,
+    });
     let upstreams = Arc::new(upstreams);
     for check in health_checks {
         server.add_service(check);
