@@ -7,8 +7,9 @@
 //! - `AUTHGATE_<KEY>` sets a key; `__` separates levels (`AUTHGATE_STORE__REDIS__URL`). Values are
 //!   read as figment reads them: numbers, booleans, `[a, b]` lists; quote a string that looks
 //!   like a number (`'"123"'`).
-//! - `AUTHGATE_<KEY>_FILE` sets a key to the content of a file, as a string (one trailing newline
-//!   dropped): a secret mounted as a file stays out of the environment.
+//! - `AUTHGATE_<KEY>__FILE` sets a key to the content of a file, as a string (one trailing newline
+//!   dropped): a secret mounted as a file stays out of the environment. Two underscores, as
+//!   between levels: `AUTHGATE_USERS_FILE` is the key `users_file`, not a file for `users`.
 
 use crate::target::{check_configured_path, PathPolicy};
 use serde::Deserialize;
@@ -41,10 +42,10 @@ fn env_key(name: &str) -> String {
     name.to_ascii_lowercase().replace("__", ".")
 }
 
-/// `AUTHGATE_*` variables (then `AUTHGATE_*_FILE` ones) over what `figment` holds.
+/// `AUTHGATE_*` variables (then `AUTHGATE_*__FILE` ones) over what `figment` holds.
 fn with_environment(figment: figment::Figment) -> Result<figment::Figment, String> {
     use figment::providers::{Env, Serialized};
-    let is_file = |name: &str| name.to_ascii_uppercase().ends_with("_FILE");
+    let is_file = |name: &str| name.to_ascii_uppercase().ends_with("__FILE");
     let mut figment = figment.merge(
         Env::prefixed(ENV_PREFIX)
             .ignore(&ENV_NOT_KEYS)
@@ -56,7 +57,7 @@ fn with_environment(figment: figment::Figment) -> Result<figment::Figment, Strin
         let Some(name) = name.to_str() else { continue };
         let Some(key) = name
             .strip_prefix(ENV_PREFIX)
-            .and_then(|rest| rest.strip_suffix("_FILE"))
+            .and_then(|rest| rest.strip_suffix("__FILE"))
         else {
             continue;
         };
@@ -879,8 +880,9 @@ mod tests {
                 "AUTHGATE_FORWARDING__TRUSTED_PROXIES",
                 "[10.0.0.0/8, 127.0.0.1]",
             );
-            jail.set_env("AUTHGATE_STORE__REDIS__URL_FILE", "redis-url");
+            jail.set_env("AUTHGATE_STORE__REDIS__URL__FILE", "redis-url");
             jail.set_env("AUTHGATE_LOG__FORMAT", "json");
+            jail.set_env("AUTHGATE_USERS_FILE", "/etc/authgate/users.yaml");
             // Read elsewhere, never a key: no "unknown field" for them.
             jail.set_env("AUTHGATE_CONFIG", "authgate.yaml");
             jail.set_env("AUTHGATE_JASYPT_KEY", "x");
@@ -893,6 +895,11 @@ mod tests {
                 vec!["10.0.0.0/8".to_string(), "127.0.0.1".to_string()]
             );
             assert_eq!(config.store.redis.url, "redis://:s3cret@redis:6379");
+            assert_eq!(
+                config.users_file.as_deref(),
+                Some(Path::new("/etc/authgate/users.yaml")),
+                "a key ending in _file, not a secret file"
+            );
             let defaults = Config::load(None).unwrap();
             assert_eq!(defaults.threads.get(), 3, "over the defaults too");
             assert_eq!(defaults.listen, Config::default().listen);

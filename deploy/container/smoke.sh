@@ -20,12 +20,12 @@ users:
     password_hash: "$(cat "$work/hash")"
     role: admin
 USERS
-printf '10.0.0.0/8\n' > "$work/trusted"
+printf '%s\n' "$work/users.yaml" > "$work/users-path"
 
 export BIN=$bin AUTHGATE_CONFIG=$config WORK=$work
-# The mounts the config names, moved to the work directory by the environment; one key from a
-# file, as a Kubernetes secret would be.
-export AUTHGATE_USERS_FILE=$work/users.yaml
+# The mounts the config names, moved to the work directory by the environment; the users file's
+# path itself from a file (`__FILE`), as a Kubernetes secret would give it.
+export AUTHGATE_USERS_FILE__FILE=$work/users-path
 export AUTHGATE_STORE__DATA_DIR=$work/data
 
 unshare --user --map-root-user --net bash -euo pipefail -c '
@@ -74,8 +74,9 @@ for line in lines:
 PY
 
 # No demo users in the image: without its users file, no start.
-if AUTHGATE_USERS_FILE=$WORK/absent.yaml "$BIN" run > "$WORK/log2" 2>&1; then
+if env -u AUTHGATE_USERS_FILE__FILE AUTHGATE_USERS_FILE="$WORK/absent.yaml" "$BIN" run > "$WORK/log2" 2>&1; then
   echo "started without a users file"; exit 1
 fi
+grep -q "users_file" "$WORK/log2" || { cat "$WORK/log2"; exit 1; }
 '
 echo "container smoke: OK"
