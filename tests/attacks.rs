@@ -132,7 +132,8 @@ async fn beyond_the_total_new_connections_are_closed_at_once() {
     for i in 0..20 {
         held.push(connect_from(&format!("127.0.0.{}", 10 + i), gw.addr).await);
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // Generous: the suite's other tests flood their own gateways on the same two cores.
+    let deadline = Instant::now() + Duration::from_secs(20);
     while metric(&gw, "authgate_connections_open{}").await < 20.0 {
         assert!(Instant::now() < deadline, "20 connections admitted");
         tokio::time::sleep(Duration::from_millis(20)).await;
