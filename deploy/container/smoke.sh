@@ -32,6 +32,9 @@ unshare --user --map-root-user --net bash -euo pipefail -c '
 ip link set lo up
 python3 -m http.server --bind 127.0.0.1 8081 --directory "$WORK" >/dev/null 2>&1 &
 upstream=$!
+gateway=
+# Nothing outlives the check, whatever fails.
+trap '\''kill $upstream $gateway 2>/dev/null || true'\'' EXIT
 
 "$BIN" check-config
 "$BIN" run > "$WORK/log" 2>&1 &
