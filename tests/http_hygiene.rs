@@ -296,23 +296,38 @@ fn a_content_length_body_reaches_the_client_as_it_arrives() {
 
 /// An upgraded connection (WebSocket) lives by `limits.websocket_idle_timeout_seconds`, not the
 /// upstream's read timeout: an idle WebSocket was cut after 30 s with no close frame.
+///
+/// pingora 0.9 tears a tunnel down at once when it reads the upstream's `101` before the upgrade
+/// request's empty body (cloudflare/pingora#946, fix proposed in #947; README, "Decisions worth
+/// knowing"). That race is not this test's subject: a tunnel torn down before any traffic is
+/// opened again, a few times at most, and the idle limit is checked on one that was not.
 #[test]
 fn an_idle_websocket_outlives_the_upstream_read_timeout_up_to_its_own() {
     let (gw, up) = start(|c| {
         c.upstreams.get_mut("main").unwrap().read_timeout_ms = nz(300);
         c.limits.websocket_idle_timeout_seconds = nz(2);
     });
-    let mut conn = RawConn::open(gw.addr);
-    conn.send(
-        "GET /upgrade HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    );
-    let switched = conn.read_available(Duration::from_secs(2));
-    assert!(switched.starts_with("HTTP/1.1 101"), "{switched:?}");
-    std::thread::sleep(Duration::from_millis(1000));
-    conn.send("ping");
-    assert_eq!(conn.read_available(Duration::from_secs(5)), "ping");
-    assert_eq!(up.count(), 1);
+    let mut torn_down = 0;
+    let mut conn = loop {
+        let mut conn = RawConn::open(gw.addr);
+        conn.send(
+            "GET /upgrade HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        );
+        let switched = conn.read_available(Duration::from_secs(2));
+        assert!(switched.starts_with("HTTP/1.1 101"), "{switched:?}");
+        std::thread::sleep(Duration::from_millis(1000));
+        conn.send("ping");
+        let echoed = conn.read_available(Duration::from_secs(5));
+        if echoed == "ping" {
+            break conn;
+        }
+        // pingora#946's symptom, and only it: closed before any traffic. Open it again.
+        let closed = echoed.is_empty() && conn.is_closed_by_peer();
+        assert!(closed && torn_down < 4, "after 1 s idle: {echoed:?}");
+        torn_down += 1;
+    };
+    assert_eq!(up.count(), 1 + torn_down);
     let idle = std::time::Instant::now();
     assert!(
         conn.is_closed_by_peer(),
