@@ -63,6 +63,16 @@ async fn legitimate_client_is_served(gw: &Gateway, from: &str) -> Duration {
     started.elapsed()
 }
 
+/// Until the gateway holds no client connection: the start-up probe's (`wait_connectable`) has
+/// given its place back, and cannot take one a test counts on.
+async fn no_connection_open(gw: &Gateway) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(gw, "authgate_connections_open{}").await > 0.0 {
+        assert!(Instant::now() < deadline, "the probe's place is given back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn metric(gw: &Gateway, key: &str) -> f64 {
     let samples = scrape_metrics(&format!("http://{}/metrics", gw.admin)).await;
     samples.get(key).copied().unwrap_or(0.0)
@@ -77,6 +87,7 @@ async fn a_connection_flood_from_one_address_is_held_to_its_share() {
         c.limits.max_connections_per_client = nz32(100);
         c.public_paths = vec!["/public".into()];
     });
+    no_connection_open(&gw).await;
     let mut held = Vec::new();
     let mut refused = 0;
     for _ in 0..300 {
@@ -128,6 +139,7 @@ async fn beyond_the_total_new_connections_are_closed_at_once() {
         c.limits.wait_under_pressure_ms = nz(60_000);
         c.public_paths = vec!["/public".into()];
     });
+    no_connection_open(&gw).await;
     let mut held = Vec::new();
     for i in 0..20 {
         held.push(connect_from(&format!("127.0.0.{}", 10 + i), gw.addr).await);
