@@ -329,6 +329,7 @@ async fn near_the_total_idle_connections_make_room() {
         c.limits.max_connections = nzu(20);
         c.public_paths = vec!["/public".into()];
     });
+    no_connection_open(&gw).await;
     let mut idle = Vec::new();
     for i in 0..20 {
         let mut conn = connect_from(&format!("127.0.2.{}", 1 + i), gw.addr).await;
