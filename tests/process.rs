@@ -208,7 +208,7 @@ async fn a_second_signal_during_the_drain_exits_at_once_still_closing_the_store(
     );
     assert_eq!(status.code(), Some(130), "{status:?}");
     let logs = proc.logs();
-    assert!(logs.contains("second signal during the drain"), "{logs}");
+    assert!(logs.contains("second signal while stopping"), "{logs}");
     assert!(logs.contains("token store closed"), "{logs}");
     restarts_without_repair_keeping(&setup, &t).await;
 }
@@ -298,20 +298,37 @@ fn check_config_and_hash_password() {
     std::fs::write(
         &good,
         format!(
-            "users_file: {}\npublic_paths: [/api/noma]\n",
-            users_file().display()
+            "users_file: {}\npublic_paths: [/api/noma]\nstore:\n  data_dir: {}\n",
+            users_file().display(),
+            dir.path().join("data").display()
         ),
     )
     .unwrap();
+    // The file named by AUTHGATE_CONFIG, as the image runs it.
     let out = Command::new(BIN)
-        .args(["check-config", "--config"])
-        .arg(&good)
+        .arg("check-config")
+        .env("AUTHGATE_CONFIG", &good)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // A data directory that cannot be written (under a regular file: even root cannot).
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&good)
+        .env("AUTHGATE_STORE__DATA_DIR", file.join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("store.data_dir") && stderr.contains("not writable"),
+        "{stderr}"
     );
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "routes:\n  - prefix: /x\n    upstream: ghost\n").unwrap();
