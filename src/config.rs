@@ -120,6 +120,9 @@ pub struct Config {
     pub cors: CorsConfig,
     pub forwarding: ForwardingConfig,
     pub forward_auth: ForwardAuthConfig,
+    /// Routes that carry their token in the URL (ioGates transfers); `conf/authgate.yaml` has the
+    /// ioGates block to enable. The first that matches a request's canonical path wins.
+    pub url_tokens: Vec<UrlTokenConfig>,
     /// How request paths are made canonical before any decision (and forwarded so).
     pub request_path: PathPolicy,
     pub limits: LimitsConfig,
@@ -504,6 +507,7 @@ impl Default for Config {
             cors: CorsConfig::default(),
             forwarding: ForwardingConfig::default(),
             forward_auth: ForwardAuthConfig::default(),
+            url_tokens: Vec::new(),
             request_path: PathPolicy::default(),
             limits: LimitsConfig::default(),
             login_limits: LoginLimitsConfig::default(),
@@ -511,6 +515,28 @@ impl Default for Config {
             password_hashing: PasswordHashingConfig::default(),
             log: LogConfig::default(),
         }
+    }
+}
+
+/// `url_tokens[]`: where a route carries its token in the URL.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlTokenConfig {
+    /// A path pattern: literal segments, `*` for any one segment, `{token}` for the token's, and
+    /// a final `**` for any rest.
+    pub path: String,
+    /// The query parameter holding the token, for a pattern without `{token}`.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// What a share token needs here whatever the method: `upload`, `download`, or `method`
+    /// (the share's own rule, the default).
+    #[serde(default)]
+    pub permission: crate::url_token::Permission,
+}
+
+impl UrlTokenConfig {
+    pub fn pattern(&self) -> Result<crate::url_token::Pattern, String> {
+        crate::url_token::Pattern::parse(&self.path, self.query.as_deref(), self.permission)
     }
 }
 
@@ -743,6 +769,11 @@ impl Config {
                     format!("no upstream named {:?}", route.upstream),
                 ));
             }
+        }
+        for (i, route) in self.url_tokens.iter().enumerate() {
+            route
+                .pattern()
+                .map_err(|why| invalid(format!("url_tokens[{i}].path"), why))?;
         }
         check_prefix("forward_auth.path", &self.forward_auth.path)?;
         if self.forward_auth.path == "/" {

@@ -19,6 +19,7 @@ pub mod store;
 pub mod target;
 pub mod telemetry;
 pub mod token;
+pub mod url_token;
 
 pub use config::Config;
 pub use server::{build_server, build_server_with_clock, Built};

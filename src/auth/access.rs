@@ -8,6 +8,7 @@ use crate::cache::{CachedToken, Lookup};
 use crate::store::TokenKind;
 use crate::target::has_prefix;
 use crate::token::TokenHash;
+use crate::url_token::Permission;
 use http::Method;
 use std::sync::Arc;
 
@@ -21,6 +22,8 @@ pub enum CredentialSource {
     TokenHeader,
     /// `Authorization: Bearer`
     Bearer,
+    /// The URL, where a route carries it (`url_tokens`: ioGates transfers).
+    Url,
 }
 
 /// The credentials a forwarded request carries (trimmed; empty counts as absent).
@@ -123,6 +126,18 @@ impl Authenticator {
         method: &Method,
         path: &str,
     ) -> Result<Principal, Denial> {
+        self.authorize_needing(credentials, method, path, Permission::Method)
+            .await
+    }
+
+    /// The same, on a route where a share token needs `permission` whatever the method.
+    pub async fn authorize_needing(
+        &self,
+        credentials: Credentials<'_>,
+        method: &Method,
+        path: &str,
+        permission: Permission,
+    ) -> Result<Principal, Denial> {
         let Some(token) = credentials.token else {
             return Err(Denial::Missing);
         };
@@ -174,7 +189,7 @@ impl Authenticator {
             .map_or(&*binding.subject, |s| s.owner.as_str());
         let account = directory.active(owner).ok_or(Denial::Invalid)?.clone();
         match &share {
-            Some(share) => Self::share_allows(share, method, path)?,
+            Some(share) => Self::share_allows(share, method, path, permission)?,
             None if !self.role_allows(account.role, method, path) => return Err(Denial::Forbidden),
             None => {}
         }
@@ -198,10 +213,21 @@ impl Authenticator {
         }
     }
 
-    fn share_allows(share: &Share, method: &Method, path: &str) -> Result<(), Denial> {
+    fn share_allows(
+        share: &Share,
+        method: &Method,
+        path: &str,
+        permission: Permission,
+    ) -> Result<(), Denial> {
         let in_scope = share.paths.iter().any(|prefix| has_prefix(path, prefix));
-        let permitted = (is_read(method) && share.permissions.may_download())
-            || (is_write(method) && share.permissions.upload);
+        let granted = &share.permissions;
+        let permitted = match permission {
+            Permission::Method => {
+                (is_read(method) && granted.may_download()) || (is_write(method) && granted.upload)
+            }
+            Permission::Upload => granted.upload,
+            Permission::Download => granted.may_download(),
+        };
         if in_scope && permitted {
             Ok(())
         } else {

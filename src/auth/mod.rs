@@ -76,7 +76,7 @@ pub struct Authenticator {
     guard: guard::LoginGuard,
 }
 
-fn ct_eq(a: &str, b: &str) -> bool {
+pub fn ct_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 

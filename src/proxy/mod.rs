@@ -11,12 +11,13 @@ pub mod route;
 pub mod upstream;
 pub mod verify;
 
-use crate::auth::{Authenticator, Denial, Principal};
+use crate::auth::{ct_eq, Authenticator, CredentialSource, Credentials, Denial, Principal};
 use crate::forwarded::{client_address, TrustedProxies};
 use crate::metrics::{status_class, UpstreamErrorKind};
 use crate::proxy::upstream::Upstreams;
 use crate::reply::{Failure, Format, Reply};
 use crate::target::{has_prefix, PathPolicy, RequestTarget, TargetError, TargetForm};
+use crate::url_token::{Permission, UrlTokens};
 use async_trait::async_trait;
 use endpoints::{audit, login_protocol};
 use headers::IdentityHeaders;
@@ -49,6 +50,8 @@ pub struct GatewaySettings {
     pub login_refusal_delay: Duration,
     pub path_policy: PathPolicy,
     pub trusted_proxies: TrustedProxies,
+    /// Routes that carry their token in the URL.
+    pub url_tokens: UrlTokens,
     /// The decision endpoint's path (no trailing `/`), unless switched off.
     pub forward_auth_path: Option<String>,
 }
@@ -307,8 +310,43 @@ impl ProxyHttp for Gateway {
                     return Ok(false);
                 }
                 let wants_json = headers::wants_json(req);
-                let credentials = headers::credentials(req);
-                match self.auth.authorize(credentials, &req.method, path).await {
+                let header = headers::credentials(req);
+                // A route that carries its token in the URL (ioGates transfers): that token,
+                // and the permission the route needs. The URL goes upstream unchanged.
+                let in_url = match self.settings.url_tokens.find(path, req.uri.query()) {
+                    Some(Ok(found)) => Some(found),
+                    Some(Err(refused)) => {
+                        ctx.result = Some("url_token_repeated");
+                        let text = format!("Bad Request: {refused}");
+                        let reply = Failure::BadRequest.reply_saying(Format::Json, &text);
+                        respond::write(reply, session, &self.reply_extra(ctx)).await?;
+                        return Ok(true);
+                    }
+                    None => None,
+                };
+                let (credentials, permission) = match &in_url {
+                    Some(found) => {
+                        if header.token.is_some_and(|t| !ct_eq(t, &found.token)) {
+                            ctx.result = Some("url_token_differs");
+                            let text = "Bad Request: the header and URL tokens differ";
+                            let reply = Failure::BadRequest.reply_saying(Format::Json, text);
+                            respond::write(reply, session, &self.reply_extra(ctx)).await?;
+                            return Ok(true);
+                        }
+                        let credentials = Credentials {
+                            token: Some(&found.token),
+                            source: CredentialSource::Url,
+                            ..header
+                        };
+                        (credentials, found.permission)
+                    }
+                    None => (header, Permission::Method),
+                };
+                let decided = self
+                    .auth
+                    .authorize_needing(credentials, &req.method, path, permission)
+                    .await;
+                match decided {
                     Ok(principal) => {
                         ctx.principal = Some(principal);
                         self.prepare_to_forward(session).await?;
@@ -551,7 +589,8 @@ impl ProxyHttp for Gateway {
             .target
             .as_ref()
             .map_or_else(|| req.uri.path(), RequestTarget::path);
-        format!("{} {path}", req.method)
+        // A token in the path never reaches a log line.
+        format!("{} {}", req.method, self.settings.url_tokens.redact(path))
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
@@ -582,7 +621,10 @@ impl ProxyHttp for Gateway {
             target: "authgate::access",
             request_id = ctx.request_id.to_str().unwrap_or_default(),
             method = %req.method,
-            path = ctx.target.as_ref().map_or(req.uri.path(), RequestTarget::path),
+            path = %self
+                .settings
+                .url_tokens
+                .redact(ctx.target.as_ref().map_or(req.uri.path(), RequestTarget::path)),
             client = ctx.origin.client.map(tracing::field::display),
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,

@@ -29,6 +29,7 @@ use crate::store::{
     TokenStore,
 };
 use crate::telemetry::LogBudget;
+use crate::url_token::UrlTokens;
 use admin::AdminApp;
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
@@ -424,6 +425,13 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
         login_refusal_delay: Duration::from_millis(config.login_limits.refusal_delay_ms),
         path_policy: config.request_path,
         trusted_proxies: TrustedProxies::new(&config.forwarding.trusted_proxies),
+        url_tokens: UrlTokens::new(
+            config
+                .url_tokens
+                .iter()
+                .map(|r| r.pattern().expect("validated by Config::validate"))
+                .collect(),
+        ),
         forward_auth_path: config
             .forward_auth
             .enabled
