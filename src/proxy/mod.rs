@@ -62,6 +62,9 @@ pub struct Gateway {
     pub settings: GatewaySettings,
     /// Requests in progress (for a graceful shutdown that ends as soon as they are done).
     pub in_flight: Arc<AtomicUsize>,
+    /// `authgate_upstream_response_seconds{upstream}` of each pool, in `upstreams.pools()`
+    /// order: resolved once, not a labelled lookup per forwarded response.
+    pub upstream_latency: Vec<prometheus::Histogram>,
     /// Audit lines of failed and refused logins, bounded under a flood (successes are always
     /// written); the flood report counts the rest.
     pub audit_budget: Arc<crate::telemetry::LogBudget>,
@@ -459,21 +462,22 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         let status = upstream_response.status.as_u16();
         ctx.upstream_status = Some(status);
-        let upstream = self.upstream_name(ctx);
         if let Some(started) = ctx.upstream_started {
             let elapsed = started.elapsed();
             ctx.upstream_ms = Some(elapsed.as_secs_f64() * 1000.0);
-            self.auth
-                .metrics()
-                .upstream_duration
-                .with_label_values(&[upstream])
-                .observe(elapsed.as_secs_f64());
+            let path = ctx.target.as_ref().map_or("/", RequestTarget::path);
+            if let Some(latency) = self.upstream_latency.get(self.upstreams.route_index(path)) {
+                latency.observe(elapsed.as_secs_f64());
+            }
         }
         if status >= 500 {
             self.auth
                 .metrics()
                 .upstream_errors
-                .with_label_values(&[upstream, UpstreamErrorKind::Status5xx.as_str()])
+                .with_label_values(&[
+                    self.upstream_name(ctx),
+                    UpstreamErrorKind::Status5xx.as_str(),
+                ])
                 .inc();
         }
         Ok(())

@@ -127,12 +127,15 @@ impl Upstreams {
 
     /// The pool for a canonical path: the most specific matching prefix, else the default.
     pub fn route(&self, path: &str) -> &Pool {
-        let index = self
-            .routes
+        &self.pools[self.route_index(path)]
+    }
+
+    /// The position in `pools()` of the pool for a canonical path.
+    pub fn route_index(&self, path: &str) -> usize {
+        self.routes
             .iter()
             .find(|(prefix, _)| has_prefix(path, prefix))
-            .map_or(self.default, |(_, i)| *i);
-        &self.pools[index]
+            .map_or(self.default, |(_, i)| *i)
     }
 
     pub fn pools(&self) -> &[Pool] {

@@ -446,7 +446,17 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
             every: Duration::from_secs(config.log.flood_report_seconds.get()),
         },
     ));
+    let upstream_latency = upstreams
+        .pools()
+        .iter()
+        .map(|p| {
+            metrics
+                .upstream_duration
+                .with_label_values(&[p.name.as_str()])
+        })
+        .collect();
     let gateway = Gateway {
+        upstream_latency,
         auth: auth.clone(),
         upstreams: upstreams.clone(),
         settings,
