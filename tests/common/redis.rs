@@ -43,7 +43,7 @@ impl RedisServer {
     }
 
     fn spawn(port: u16, dir: &std::path::Path, extra: &[String]) -> Child {
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args([
                 "--save",
@@ -56,11 +56,18 @@ impl RedisServer {
             .arg("--dir")
             .arg(dir)
             .args(extra)
+            .arg("--logfile")
+            .arg(dir.join("redis.log"))
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (.ci/run installs it)");
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            // A server that exits at once says why in its log.
+            if let Ok(Some(status)) = child.try_wait() {
+                let said = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
+                panic!("redis-server {extra:?} exited ({status}): {said}");
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "redis-server did not start"
@@ -110,14 +117,22 @@ impl RedisCluster {
     pub fn start() -> RedisCluster {
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| {
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "2000",
-                ])
+                // The bus port must be given: Redis's default, port + 10000, does not exist
+                // above 55535 (where a free port may well be) and may be taken below it.
+                RedisServer::start_configured(|_, _| {
+                    [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "2000",
+                        "--cluster-port",
+                        &free_port().to_string(),
+                    ]
+                    .map(String::from)
+                    .to_vec()
+                })
             })
             .collect();
         let addresses: Vec<String> = nodes
