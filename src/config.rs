@@ -532,11 +532,20 @@ pub struct UrlTokenConfig {
     /// (the share's own rule, the default).
     #[serde(default)]
     pub permission: crate::url_token::Permission,
+    /// Who answers `OPTIONS` here: `preflight` (authgate's CORS answer, the default) or
+    /// `upstream` (tus discovery; the URL token is decided on first, like any request's).
+    #[serde(default)]
+    pub options: crate::url_token::OptionsAnswer,
 }
 
 impl UrlTokenConfig {
     pub fn pattern(&self) -> Result<crate::url_token::Pattern, String> {
-        crate::url_token::Pattern::parse(&self.path, self.query.as_deref(), self.permission)
+        crate::url_token::Pattern::parse(
+            &self.path,
+            self.query.as_deref(),
+            self.permission,
+            self.options,
+        )
     }
 }
 

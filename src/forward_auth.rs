@@ -29,6 +29,8 @@ pub const X_FORWARDED_METHOD: &str = "x-forwarded-method";
 pub struct Original {
     pub method: Method,
     pub target: RequestTarget,
+    /// The query, after `?` (a route may carry its token there).
+    pub query: Option<String>,
 }
 
 /// Why the original request cannot be named one way only (always a 400).
@@ -97,11 +99,12 @@ fn agreed<'h>(
     Ok(found)
 }
 
-/// A target as the proxy will forward it, parsed; refused unless already canonical origin-form.
+/// A target as the proxy will forward it, parsed, and its query; refused unless already
+/// canonical origin-form.
 fn canonical_target(
     origin_form: &[u8],
     policy: &PathPolicy,
-) -> Result<RequestTarget, OriginalError> {
+) -> Result<(RequestTarget, Option<String>), OriginalError> {
     if origin_form.first() != Some(&b'/') {
         return Err(TargetError::NotAPath.into());
     }
@@ -109,7 +112,12 @@ fn canonical_target(
     if target.rewritten().is_some() {
         return Err(OriginalError::NotCanonical);
     }
-    Ok(target)
+    // Header values and request lines are visible ASCII, so the query is text.
+    let query = origin_form
+        .iter()
+        .position(|&b| b == b'?')
+        .map(|at| String::from_utf8_lossy(&origin_form[at + 1..]).into_owned());
+    Ok((target, query))
 }
 
 /// The original request named by `headers` (nginx, ingress-nginx, Traefik, Caddy).
@@ -128,9 +136,11 @@ pub fn from_headers(headers: &HeaderMap, policy: &PathPolicy) -> Result<Original
         Ok(v)
     })?
     .ok_or(OriginalError::NoMethod)?;
+    let (target, query) = canonical_target(if target.is_empty() { b"/" } else { target }, policy)?;
     Ok(Original {
         method: Method::from_bytes(method).map_err(|_| OriginalError::BadMethod)?,
-        target: canonical_target(if target.is_empty() { b"/" } else { target }, policy)?,
+        target,
+        query,
     })
 }
 
@@ -145,9 +155,11 @@ pub fn from_path(
     let rest = raw_target
         .strip_prefix(prefix.as_bytes())
         .ok_or(OriginalError::NotCanonical)?;
+    let (target, query) = canonical_target(rest, policy)?;
     Ok(Original {
         method: method.clone(),
-        target: canonical_target(rest, policy)?,
+        target,
+        query,
     })
 }
 

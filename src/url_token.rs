@@ -36,6 +36,18 @@ pub struct Pattern {
     /// The query parameter holding the token, instead of a `{token}` segment.
     query: Option<String>,
     pub permission: Permission,
+    pub options: OptionsAnswer,
+}
+
+/// Who answers an `OPTIONS` request on a route: authgate's CORS preflight, or the upstream (tus
+/// discovery: `Tus-Version`, `Tus-Extension`, `Tus-Max-Size`), after the URL token is decided on
+/// like any other request's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OptionsAnswer {
+    #[default]
+    Preflight,
+    Upstream,
 }
 
 /// A token found in a request's URL.
@@ -45,11 +57,23 @@ pub struct Found<'a> {
     pub permission: Permission,
 }
 
-/// Why a URL names no single token (400).
+/// Why a request names no single token (400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum UrlTokenError {
     #[error("the token parameter is repeated in the query")]
     Repeated,
+    #[error("the header and URL tokens differ")]
+    Differs,
+}
+
+impl UrlTokenError {
+    /// Low-cardinality label for the access log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UrlTokenError::Repeated => "url_token_repeated",
+            UrlTokenError::Differs => "url_token_differs",
+        }
+    }
 }
 
 impl Pattern {
@@ -58,6 +82,7 @@ impl Pattern {
         path: &str,
         query: Option<&str>,
         permission: Permission,
+        options: OptionsAnswer,
     ) -> Result<Pattern, String> {
         let Some(rest) = path.strip_prefix('/') else {
             return Err(format!("{path:?} does not start with /"));
@@ -85,6 +110,7 @@ impl Pattern {
                 segments,
                 query: query.map(String::from),
                 permission,
+                options,
             }),
             _ => Err(format!(
                 "{path:?}: exactly one place for the token, a {{token}} segment or a query parameter"
@@ -156,6 +182,14 @@ impl UrlTokens {
         None
     }
 
+    /// Whether the upstream answers `OPTIONS` on `path` (the first route that matches says).
+    pub fn options_go_upstream(&self, path: &str) -> bool {
+        self.patterns
+            .iter()
+            .find(|pattern| pattern.matches(path).is_some())
+            .is_some_and(|pattern| pattern.options == OptionsAnswer::Upstream)
+    }
+
     /// `path` with a `{token}` segment replaced by `{token}`, for every log line.
     pub fn redact<'a>(&self, path: &'a str) -> Cow<'a, str> {
         for pattern in &self.patterns {
@@ -188,7 +222,9 @@ mod tests {
     use super::*;
 
     fn routes() -> UrlTokens {
-        let p = |path, query, permission| Pattern::parse(path, query, permission).unwrap();
+        let p = |path, query, permission| {
+            Pattern::parse(path, query, permission, OptionsAnswer::Preflight).unwrap()
+        };
         UrlTokens::new(vec![
             p("/api/authinfo/{token}", None, Permission::Upload),
             p("/upload/tus/{token}/**", None, Permission::Upload),
@@ -250,13 +286,30 @@ mod tests {
     }
 
     #[test]
+    fn options_go_upstream_only_where_a_route_says_so() {
+        let tus = Pattern::parse(
+            "/upload/tus/{token}/**",
+            None,
+            Permission::Upload,
+            OptionsAnswer::Upstream,
+        );
+        let routes = UrlTokens::new(vec![tus.unwrap()]);
+        assert!(routes.options_go_upstream("/upload/tus/T"));
+        assert!(routes.options_go_upstream("/upload/tus/T/id"));
+        assert!(!routes.options_go_upstream("/upload/tus"), "no token there");
+        assert!(!routes.options_go_upstream("/api/x"));
+        assert!(!self::tests::routes().options_go_upstream("/upload/tus/T"));
+    }
+
+    #[test]
     fn patterns_name_exactly_one_place_for_the_token() {
-        let upload = Permission::Upload;
-        assert!(Pattern::parse("/a/{token}/{token}", None, upload).is_err());
-        assert!(Pattern::parse("/a/b", None, upload).is_err());
-        assert!(Pattern::parse("/a/{token}", Some("token"), upload).is_err());
-        assert!(Pattern::parse("/a/**/{token}", None, upload).is_err());
-        assert!(Pattern::parse("a/{token}", None, upload).is_err());
-        assert!(Pattern::parse("/a/{x}/{token}", None, upload).is_err());
+        let parse =
+            |path, query| Pattern::parse(path, query, Permission::Upload, OptionsAnswer::Preflight);
+        assert!(parse("/a/{token}/{token}", None).is_err());
+        assert!(parse("/a/b", None).is_err());
+        assert!(parse("/a/{token}", Some("token")).is_err());
+        assert!(parse("/a/**/{token}", None).is_err());
+        assert!(parse("a/{token}", None).is_err());
+        assert!(parse("/a/{x}/{token}", None).is_err());
     }
 }

@@ -109,6 +109,75 @@ async fn each_proxy_form_gets_the_decision_forwarding_would_make() {
     assert_eq!(upstream.count(), 0, "a decision forwards nothing");
 }
 
+/// ioGates transfers behind an ingress: the token in the original URL (path or query) decides,
+/// with the route's permission, in the nginx and the Envoy forms alike.
+#[tokio::test]
+async fn url_tokens_decide_in_the_original_url() {
+    let (gw, upstream) = gateway_with(|c| {
+        c.forwarding.trusted_proxies = vec!["127.0.0.1/32".into()];
+        let route = |path: &str, query: Option<&str>, permission: &str| {
+            serde_norway::from_str(&format!(
+                "{{path: \"{path}\", query: {}, permission: {permission}}}",
+                query.unwrap_or("null")
+            ))
+            .unwrap()
+        };
+        c.url_tokens = vec![
+            route("/upload/17/plupload.php", Some("token"), "upload"),
+            route("/upload/17/{token}/**", None, "upload"),
+            route("/download/272/{token}", None, "download"),
+        ];
+    });
+    let base = gw.url("");
+    let downloader = share_token(&base, SHARE_URL, DEVICE).await;
+    let uploader = share_token(&base, "https://share.example.com/show/17/upload", DEVICE).await;
+    let nginx = |method: &'static str, uri: String| {
+        move |extra: &[(&str, &str)]| {
+            let mut headers = vec![("X-Original-Method", method), ("X-Original-URI", &uri)];
+            headers.extend_from_slice(extra);
+            raw(gw.addr, "GET", "/authgate/verify", &headers)
+        }
+    };
+    // The download share downloads: 200 with its identity, in both forms.
+    let allowed = nginx("GET", format!("/download/272/{downloader}"))(&[]);
+    assert_eq!(allowed.status, 200, "{}", allowed.text());
+    assert_eq!(allowed.header("x-authgate-share"), Some("s272"));
+    let envoy = raw(
+        gw.addr,
+        "GET",
+        &format!("/authgate/verify/download/272/{downloader}"),
+        &[],
+    );
+    assert_eq!(envoy.status, 200, "{}", envoy.text());
+    assert_eq!(envoy.header("x-authgate-share"), Some("s272"));
+    // The upload share: a tus HEAD needs upload (not a download permission), and so does
+    // plupload's query form; it may not download.
+    let head = nginx("HEAD", format!("/upload/17/{uploader}/abc"))(&[]);
+    assert_eq!(head.status, 200, "{}", head.text());
+    assert_eq!(head.header("x-authgate-share"), Some("s-upload"));
+    let plupload = nginx(
+        "POST",
+        format!("/upload/17/plupload.php?name=a&token={uploader}"),
+    )(&[]);
+    assert_eq!(plupload.status, 200, "{}", plupload.text());
+    let wrong = nginx("GET", format!("/download/272/{uploader}"))(&[]);
+    assert_eq!(wrong.status, 403);
+    let no_upload = nginx("PATCH", format!("/upload/17/{downloader}/abc"))(&[]);
+    assert_eq!(no_upload.status, 403);
+    // Refusals: unknown 401, a differing header token 400, a repeated query token 400.
+    let unknown = nginx("GET", format!("/download/272/{}", "A".repeat(43)))(&[]);
+    assert_eq!(unknown.status, 401);
+    let differs = nginx("GET", format!("/download/272/{downloader}"))(&[("token", &uploader)]);
+    assert_eq!(differs.status, 400, "{}", differs.text());
+    assert!(differs.text().contains("differ"));
+    let repeated = nginx(
+        "POST",
+        format!("/upload/17/plupload.php?token={uploader}&token={uploader}"),
+    )(&[]);
+    assert_eq!(repeated.status, 400);
+    assert_eq!(upstream.count(), 0, "a decision forwards nothing");
+}
+
 #[tokio::test]
 async fn what_cannot_be_read_one_way_is_400_and_untrusted_peers_get_no_decision() {
     let (gw, upstream) = trusting_gateway();

@@ -17,7 +17,7 @@ use crate::metrics::{status_class, UpstreamErrorKind};
 use crate::proxy::upstream::Upstreams;
 use crate::reply::{Failure, Format, Reply};
 use crate::target::{has_prefix, PathPolicy, RequestTarget, TargetError, TargetForm};
-use crate::url_token::{Permission, UrlTokens};
+use crate::url_token::{Found, Permission, UrlTokenError, UrlTokens};
 use async_trait::async_trait;
 use endpoints::{audit, login_protocol};
 use headers::IdentityHeaders;
@@ -26,6 +26,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use route::Route;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -144,6 +145,49 @@ impl Gateway {
             .cloned()
     }
 
+    /// What a request is, by method and canonical path.
+    fn classify(&self, method: &http::Method, path: &str) -> Route {
+        match Route::classify(method, path) {
+            // tus discovery: the upstream answers, once the URL token is decided on.
+            Route::Preflight if self.settings.url_tokens.options_go_upstream(path) => {
+                Route::Forward
+            }
+            route => route,
+        }
+    }
+
+    /// The token a request's URL carries, on a route that has one (ioGates transfers). A header
+    /// token must then be the same one: two tokens name no single caller.
+    fn url_token<'a>(
+        &self,
+        path: &'a str,
+        query: Option<&'a str>,
+        header: &Credentials<'_>,
+    ) -> Result<Option<Found<'a>>, UrlTokenError> {
+        let found = self.settings.url_tokens.find(path, query).transpose()?;
+        match (&found, header.token) {
+            (Some(found), Some(token)) if !ct_eq(token, &found.token) => {
+                Err(UrlTokenError::Differs)
+            }
+            _ => Ok(found),
+        }
+    }
+
+    /// The path for log lines: a token in it hidden, in a decision request's Envoy form too.
+    fn loggable_path<'a>(&self, path: &'a str) -> Cow<'a, str> {
+        let tokens = &self.settings.url_tokens;
+        match self.settings.forward_auth_path.as_deref() {
+            Some(verify) if has_prefix(path, verify) && path.len() > verify.len() => {
+                let original = &path[verify.len()..];
+                match tokens.redact(original) {
+                    Cow::Owned(hidden) => Cow::Owned(format!("{verify}{hidden}")),
+                    Cow::Borrowed(_) => Cow::Borrowed(path),
+                }
+            }
+            _ => tokens.redact(path),
+        }
+    }
+
     /// Headers every local reply carries: the request id, and CORS for an allowed origin.
     fn reply_extra(&self, ctx: &Ctx) -> Vec<(HeaderName, HeaderValue)> {
         let mut extra = vec![(HeaderName::from_static(REQUEST_ID), ctx.request_id.clone())];
@@ -218,6 +262,25 @@ impl Gateway {
 
 /// Whether `error` is the client closing or resetting its connection, or never finishing its
 /// request, rather than anything going wrong on this side.
+/// The credentials to decide on and the permission the route needs: a URL token in place of the
+/// headers' own, else the headers' with the share's own rule.
+fn presented<'a>(
+    header: Credentials<'a>,
+    in_url: Option<&'a Found<'_>>,
+) -> (Credentials<'a>, Permission) {
+    match in_url {
+        Some(found) => {
+            let credentials = Credentials {
+                token: Some(&found.token),
+                source: CredentialSource::Url,
+                ..header
+            };
+            (credentials, found.permission)
+        }
+        None => (header, Permission::Method),
+    }
+}
+
 fn client_went_away(error: &Error) -> bool {
     use ErrorType::*;
     *error.esource() == ErrorSource::Downstream
@@ -303,7 +366,7 @@ impl ProxyHttp for Gateway {
         let path = target.path();
         ctx.route = match &self.settings.forward_auth_path {
             Some(verify) if has_prefix(path, verify) => Route::Verify,
-            _ => Route::classify(&req.method, path),
+            _ => self.classify(&req.method, path),
         };
         let reply = match ctx.route {
             Route::Forward => {
@@ -314,37 +377,17 @@ impl ProxyHttp for Gateway {
                 }
                 let wants_json = headers::wants_json(req);
                 let header = headers::credentials(req);
-                // A route that carries its token in the URL (ioGates transfers): that token,
-                // and the permission the route needs. The URL goes upstream unchanged.
-                let in_url = match self.settings.url_tokens.find(path, req.uri.query()) {
-                    Some(Ok(found)) => Some(found),
-                    Some(Err(refused)) => {
-                        ctx.result = Some("url_token_repeated");
+                let in_url = match self.url_token(path, req.uri.query(), &header) {
+                    Ok(found) => found,
+                    Err(refused) => {
+                        ctx.result = Some(refused.as_str());
                         let text = format!("Bad Request: {refused}");
                         let reply = Failure::BadRequest.reply_saying(Format::Json, &text);
                         respond::write(reply, session, &self.reply_extra(ctx)).await?;
                         return Ok(true);
                     }
-                    None => None,
                 };
-                let (credentials, permission) = match &in_url {
-                    Some(found) => {
-                        if header.token.is_some_and(|t| !ct_eq(t, &found.token)) {
-                            ctx.result = Some("url_token_differs");
-                            let text = "Bad Request: the header and URL tokens differ";
-                            let reply = Failure::BadRequest.reply_saying(Format::Json, text);
-                            respond::write(reply, session, &self.reply_extra(ctx)).await?;
-                            return Ok(true);
-                        }
-                        let credentials = Credentials {
-                            token: Some(&found.token),
-                            source: CredentialSource::Url,
-                            ..header
-                        };
-                        (credentials, found.permission)
-                    }
-                    None => (header, Permission::Method),
-                };
+                let (credentials, permission) = presented(header, in_url.as_ref());
                 let decided = self
                     .auth
                     .authorize_needing(credentials, &req.method, path, permission)
@@ -594,7 +637,7 @@ impl ProxyHttp for Gateway {
             .as_ref()
             .map_or_else(|| req.uri.path(), RequestTarget::path);
         // A token in the path never reaches a log line.
-        format!("{} {}", req.method, self.settings.url_tokens.redact(path))
+        format!("{} {}", req.method, self.loggable_path(path))
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
@@ -625,10 +668,7 @@ impl ProxyHttp for Gateway {
             target: "authgate::access",
             request_id = ctx.request_id.to_str().unwrap_or_default(),
             method = %req.method,
-            path = %self
-                .settings
-                .url_tokens
-                .redact(ctx.target.as_ref().map_or(req.uri.path(), RequestTarget::path)),
+            path = %self.loggable_path(ctx.target.as_ref().map_or(req.uri.path(), RequestTarget::path)),
             client = ctx.origin.client.map(tracing::field::display),
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,

@@ -54,7 +54,11 @@ impl Gateway {
                 ),
             }
         };
-        let Original { method, target } = match named {
+        let Original {
+            method,
+            target,
+            query,
+        } = match named {
             Ok(original) => original,
             Err(refused) => {
                 ctx.result = Some(refused.as_str());
@@ -65,13 +69,23 @@ impl Gateway {
         let path = target.path();
         // authgate's own endpoints and CORS preflights need no token (authgate answers them
         // wherever the ingress sends them); public paths neither.
-        if Route::classify(&method, path) != Route::Forward || self.is_public(path) {
+        if self.classify(&method, path) != Route::Forward || self.is_public(path) {
             ctx.public = true;
             return self.allowed(None);
         }
+        let header = headers::credentials(req);
+        let in_url = match self.url_token(path, query.as_deref(), &header) {
+            Ok(found) => found,
+            Err(refused) => {
+                ctx.result = Some(refused.as_str());
+                return Failure::BadRequest
+                    .reply_saying(Format::Text, &format!("Bad Request: {refused}"));
+            }
+        };
+        let (credentials, permission) = super::presented(header, in_url.as_ref());
         match self
             .auth
-            .authorize(headers::credentials(req), &method, path)
+            .authorize_needing(credentials, &method, path, permission)
             .await
         {
             Ok(principal) => {
