@@ -13,9 +13,11 @@ const DOWNLOAD_SHARE: &str = "https://share.example.com/show/31/dl";
 /// authgate can write is written.
 const CONFIG: &str = "url_tokens:
   - {path: \"/api/authinfo/{token}\", permission: upload}
-  - {path: \"/upload/tus/{token}/**\", permission: upload}
+  - {path: \"/upload/tus/{token}/**\", permission: upload, options: upstream}
   - {path: \"/download-file/*/*/*/*/*/{token}\", permission: download}
   - {path: /handlers/upload.php, query: token, permission: upload}
+forwarding:
+  trusted_proxies: [127.0.0.1/32]
 log:
   format: json
 ";
@@ -37,6 +39,46 @@ fn transfer_shares() -> String {
     )
 }
 
+/// The gateway with the transfer shares, in front of `upstream` (else the recording one), at log
+/// level `level`; and a token of each share.
+async fn started(
+    upstream: Option<std::net::SocketAddr>,
+    level: &str,
+) -> (Setup, Proc, String, String) {
+    let mut setup = setup(CONFIG);
+    if let Some(addr) = upstream {
+        let recording = setup.upstream.addr.to_string();
+        setup.yaml = setup.yaml.replace(&recording, &addr.to_string());
+    }
+    let users = setup.editable_users();
+    let mut text = std::fs::read_to_string(&users).unwrap();
+    text.push_str(&transfer_shares());
+    std::fs::write(&users, text).unwrap();
+    let proc = setup.start(level);
+    let uploader = share_token(&setup.base, TUS_SHARE, DEVICE).await;
+    let downloader = share_token(&setup.base, DOWNLOAD_SHARE, DEVICE).await;
+    (setup, proc, uploader, downloader)
+}
+
+/// `/metrics` and, after a graceful stop, every log line: neither shows any of `tokens`.
+async fn stop_showing_no_token(setup: &Setup, mut proc: Proc, tokens: &[&str]) -> (String, String) {
+    let metrics = reqwest::get(setup.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proc.signal("TERM");
+    proc.wait_exit(Duration::from_secs(10));
+    let logs = proc.logs();
+    for token in tokens {
+        assert!(!logs.contains(token), "a token in the log");
+        assert!(!metrics.contains(token), "a token in the metrics");
+    }
+    (metrics, logs)
+}
+
 async fn call(
     method: &str,
     url: &str,
@@ -52,15 +94,8 @@ async fn call(
 
 #[tokio::test]
 async fn url_tokens_are_decided_like_header_tokens_forwarded_unchanged_and_never_logged() {
-    let mut setup = setup(CONFIG);
-    let users = setup.editable_users();
-    let mut text = std::fs::read_to_string(&users).unwrap();
-    text.push_str(&transfer_shares());
-    std::fs::write(&users, text).unwrap();
-    let mut proc = setup.start("trace");
+    let (setup, proc, uploader, downloader) = started(None, "trace").await;
     let base = setup.base.clone();
-    let uploader = share_token(&base, TUS_SHARE, DEVICE).await;
-    let downloader = share_token(&base, DOWNLOAD_SHARE, DEVICE).await;
 
     // A tus chunk: the upload share may PATCH, the URL reaches the upstream as it was, the tus
     // headers and the body pass untouched.
@@ -137,6 +172,12 @@ async fn url_tokens_are_decided_like_header_tokens_forwarded_unchanged_and_never
         "the upload share may not download"
     );
 
+    // The decision endpoint in Envoy's form carries the token in its own path.
+    let verify = format!("{base}/authgate/verify/download-file/77/0/0/1/0/{downloader}");
+    let decided = call("GET", &verify, &[], Vec::new()).await;
+    assert_eq!(decided.status(), 200);
+    assert_eq!(decided.headers()["x-authgate-share"], "s-dl");
+
     // A header token and a URL token must be the same.
     let both = call("HEAD", &url, &[("token", downloader.as_str())], Vec::new()).await;
     assert_eq!(both.status(), 400);
@@ -177,22 +218,178 @@ async fn url_tokens_are_decided_like_header_tokens_forwarded_unchanged_and_never
     );
 
     // No token in any log line (traces included) or metric.
-    let metrics = reqwest::get(setup.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    proc.signal("TERM");
-    proc.wait_exit(Duration::from_secs(10));
-    let logs = proc.logs();
+    let (metrics, logs) = stop_showing_no_token(&setup, proc, &[&uploader, &downloader]).await;
+    // Invalid URL tokens are counted as invalid header tokens are: the unknown and the revoked.
+    let invalid = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("authgate_auth_decisions_total{outcome=\"invalid\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert_eq!(invalid, Some(2), "{metrics}");
     assert!(
         logs.contains("/upload/tus/{token}/up-1"),
         "the path is logged, its token hidden"
     );
-    for token in [&uploader, &downloader] {
-        assert!(!logs.contains(token.as_str()), "a token in the log");
-        assert!(!metrics.contains(token.as_str()), "a token in the metrics");
+    assert!(logs.contains("/authgate/verify/download-file/77/0/0/1/0/{token}"));
+}
+
+/// `len` bytes that do not repeat (a counter through SHA-256), so that a piece out of place or
+/// twice shows.
+fn file_bytes(len: usize) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut bytes = Vec::with_capacity(len + 32);
+    let mut block = 0u64;
+    while bytes.len() < len {
+        bytes.extend_from_slice(&Sha256::digest(block.to_le_bytes()));
+        block += 1;
     }
+    bytes.truncate(len);
+    bytes
+}
+
+/// The peak resident memory of process `pid` (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// The issue's proof: the real tus client (tus-js-client, as ioGates' web uploader) uploads
+/// 50 MB through authgate in four parallel parts and the final concatenation, with the token in
+/// the URL; four parallel ranged requests download it back; the bytes are identical both ways,
+/// the gateway's memory does not follow the file's size, and no token is in a log line or metric.
+#[tokio::test]
+async fn a_real_tus_client_uploads_and_ranged_requests_download_50_mb_through_url_tokens() {
+    const SIZE: usize = 50 * 1024 * 1024;
+    let tus = TusServer::start();
+    let (setup, proc, uploader, downloader) = started(Some(tus.addr), "debug").await;
+    let base = setup.base.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proof.bin");
+    let original = file_bytes(SIZE);
+    std::fs::write(&file, &original).unwrap();
+    let rss_before = peak_rss(proc.child.id());
+
+    // Upload: four partial uploads in parallel (creation POSTs, 4 MiB PATCHes), then the final
+    // POST naming them.
+    let endpoint = format!("{base}/upload/tus/{uploader}");
+    let run = |endpoint: String| {
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || {
+            tus_client()
+                .arg(&file)
+                .arg(endpoint)
+                .args(["4", &(4 * 1024 * 1024).to_string()])
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(endpoint.clone()).await.unwrap();
+    assert!(
+        out.status.success(),
+        "tus-js-client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let responses = report["responses"].as_array().unwrap();
+    let of = |method: &str, concat: Option<&str>| -> Vec<u64> {
+        responses
+            .iter()
+            .filter(|r| r["method"] == method && r["concat"].as_str() == concat)
+            .map(|r| r["status"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(of("POST", Some("partial")), [201; 4], "{responses:?}");
+    assert_eq!(of("POST", Some("final")), [201], "the final concat");
+    let patches = of("PATCH", Some("partial"));
+    assert!(
+        patches.len() >= 13 && patches.iter().all(|s| *s == 204),
+        "every 4 MiB chunk: {patches:?}"
+    );
+    let url = report["url"].as_str().unwrap();
+    let id = url.rsplit('/').next().unwrap();
+    assert!(
+        url.starts_with(&format!("{endpoint}/")),
+        "the upload lives under the token's URL: {url}"
+    );
+    let stored = tus.upload(id).expect("the final upload");
+    assert_eq!(stored.len(), SIZE);
+    assert!(stored == original, "the bytes arrived identical");
+    drop(stored);
+    // What reached the upstream: every URL as the client sent it, the share named.
+    let seen = tus.seen();
+    assert_eq!(seen.len(), responses.len(), "every request forwarded once");
+    assert!(
+        seen.iter()
+            .all(|r| r.token == uploader && r.share.as_deref() == Some("s-tus")),
+        "{seen:?}"
+    );
+
+    // Download: four ranges at once, each 206 with its Content-Range.
+    let file_url = format!("{base}/download-file/{id}/0/0/1/0/{downloader}");
+    let quarter = SIZE / 4;
+    let ranges = (0..4).map(|i| {
+        let url = file_url.clone();
+        async move {
+            let (first, last) = (i * quarter, (i + 1) * quarter - 1);
+            let resp = http()
+                .get(url)
+                .header("Range", format!("bytes={first}-{last}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 206);
+            assert_eq!(
+                resp.headers()["content-range"],
+                format!("bytes {first}-{last}/{SIZE}").as_str()
+            );
+            resp.bytes().await.unwrap()
+        }
+    });
+    let pieces = futures_util::future::join_all(ranges).await;
+    let downloaded: Vec<u8> = pieces.concat();
+    assert!(downloaded == original, "the download is identical");
+    let grew = peak_rss(proc.child.id()).saturating_sub(rss_before);
+    assert!(
+        grew < (SIZE / 4) as u64,
+        "the gateway streamed: its peak memory grew by {grew} bytes for 100 MB moved"
+    );
+
+    // tus discovery: OPTIONS reaches the tus server once the URL token is decided on; where a
+    // route does not say so, authgate's preflight answers.
+    let discovery = call("OPTIONS", &endpoint, &[], Vec::new()).await;
+    assert_eq!(discovery.status(), 204);
+    assert_eq!(
+        discovery.headers()["tus-extension"],
+        "creation,concatenation"
+    );
+    let unknown = format!("{base}/upload/tus/{}", "A".repeat(43));
+    assert_eq!(
+        call("OPTIONS", &unknown, &[], Vec::new()).await.status(),
+        401
+    );
+    let authinfo = format!("{base}/api/authinfo/{uploader}");
+    let preflight = call("OPTIONS", &authinfo, &[], Vec::new()).await;
+    assert_eq!(preflight.status(), 200);
+    assert!(preflight.headers().get("tus-version").is_none());
+
+    // The download-only share may not upload: the real client is refused (403), and nothing
+    // of it reaches the upstream.
+    let before = tus.seen().len();
+    let out = run(format!("{base}/upload/tus/{downloader}"))
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(tus.seen().len(), before);
+
+    let (_, logs) = stop_showing_no_token(&setup, proc, &[&uploader, &downloader]).await;
+    assert!(
+        logs.contains("/upload/tus/{token}/"),
+        "the paths are logged"
+    );
 }

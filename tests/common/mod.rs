@@ -6,6 +6,7 @@ pub mod client;
 pub mod proxies;
 pub mod raw_upstream;
 pub mod redis;
+pub mod tus;
 pub mod upstream;
 
 use async_trait::async_trait;
@@ -27,6 +28,8 @@ pub use proxies::*;
 pub use raw_upstream::*;
 #[allow(unused_imports)] // only the suites of the Redis store use it
 pub use redis::*;
+#[allow(unused_imports)] // only the ioGates transfer suite uploads with tus
+pub use tus::*;
 pub use upstream::*;
 
 /// Passwords of the test users (the users file holds only their hashes).

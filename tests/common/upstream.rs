@@ -38,7 +38,7 @@ pub struct Upstream {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+pub type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 fn full(status: u16, body: impl Into<Bytes>) -> Response<Body> {
     Response::builder()
@@ -112,6 +112,46 @@ async fn handle(
     Ok(full(200, "upstream ok"))
 }
 
+/// Serve HTTP/1.1 on `listener` with `handle`, on a runtime of its own thread, until the sender
+/// returned is used or dropped.
+pub fn serve_http1<F, Fut>(
+    listener: std::net::TcpListener,
+    handle: F,
+) -> tokio::sync::oneshot::Sender<()>
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    listener.set_nonblocking(true).unwrap();
+    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                tokio::select! {
+                    _ = &mut rx => return,
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let service = hyper::service::service_fn(handle.clone());
+                        tokio::spawn(async move {
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
+                }
+            }
+        });
+        rt.shutdown_background();
+    });
+    tx
+}
+
 impl Upstream {
     pub fn start() -> Upstream {
         Upstream::start_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap())
@@ -119,41 +159,14 @@ impl Upstream {
 
     /// Serve on a given listener (e.g. to come back on the same port after `stop`).
     pub fn start_on(listener: std::net::TcpListener) -> Upstream {
-        listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let log = requests.clone();
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    tokio::select! {
-                        _ = &mut rx => return,
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let log = log.clone();
-                            tokio::spawn(async move {
-                                let service = hyper::service::service_fn(move |req| handle(req, log.clone()));
-                                let _ = hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                                    .await;
-                            });
-                        }
-                    }
-                }
-            });
-            rt.shutdown_background();
-        });
+        let shutdown = serve_http1(listener, move |req| handle(req, log.clone()));
         Upstream {
             addr,
             requests,
-            shutdown: Some(tx),
+            shutdown: Some(shutdown),
         }
     }
 
