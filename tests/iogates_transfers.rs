@@ -146,9 +146,14 @@ async fn url_tokens_are_decided_like_header_tokens_forwarded_unchanged_and_never
 
     // The download share: a ranged download passes through as 206; it may not upload.
     let file = format!("{base}/download-file/77/0/0/1/0/{downloader}");
-    let resp = call("GET", &file, &[("Range", "bytes=100-199")], Vec::new()).await;
+    let ranged = [("Range", "bytes=100-199"), ("If-Range", "\"v1\"")];
+    let resp = call("GET", &file, &ranged, Vec::new()).await;
     assert_eq!(resp.status(), 206);
+    assert_eq!(resp.headers()["content-range"], "bytes 100-199/1024");
     assert_eq!(resp.bytes().await.unwrap().len(), 100);
+    let got = setup.upstream.last();
+    assert_eq!(got.header("range"), Some("bytes=100-199"));
+    assert_eq!(got.header("if-range"), Some("\"v1\""));
     let before = setup.upstream.count();
     let denied = call(
         "PATCH",
