@@ -50,10 +50,13 @@ pub enum OptionsAnswer {
     Upstream,
 }
 
-/// A token found in a request's URL.
+/// A route that carries its token in the URL, matched by a request.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Found<'a> {
-    pub token: Cow<'a, str>,
+    /// The token; `None` when a query route's parameter is absent or empty (a header token may
+    /// still be given).
+    pub token: Option<Cow<'a, str>>,
+    /// What a share token needs on this route, wherever the token came from.
     pub permission: Permission,
 }
 
@@ -156,30 +159,30 @@ impl UrlTokens {
         self.patterns.is_empty()
     }
 
-    /// The token the URL carries on a route that has one: `None` when no route matches, or when
-    /// a query route's parameter is absent.
+    /// The route `path` is on, if it is on one that carries its token in the URL, and the token
+    /// there.
     pub fn find<'a>(
         &self,
         path: &'a str,
         query: Option<&'a str>,
     ) -> Option<Result<Found<'a>, UrlTokenError>> {
-        for pattern in &self.patterns {
-            let Some(place) = pattern.matches(path) else {
-                continue;
-            };
-            let token = match (place, &pattern.query) {
-                (Some(range), _) => Some(Ok(Cow::Borrowed(&path[range]))),
-                (None, Some(name)) => query_value(query.unwrap_or_default(), name),
-                (None, None) => None,
-            };
-            return token.map(|token| {
-                token.map(|token| Found {
-                    token,
-                    permission: pattern.permission,
-                })
-            });
-        }
-        None
+        let (pattern, place) = self
+            .patterns
+            .iter()
+            .find_map(|pattern| Some((pattern, pattern.matches(path)?)))?;
+        let token = match (place, &pattern.query) {
+            (Some(range), _) => Some(Cow::Borrowed(&path[range])),
+            (None, Some(name)) => match query_value(query.unwrap_or_default(), name) {
+                Some(Err(refused)) => return Some(Err(refused)),
+                Some(Ok(value)) => Some(value).filter(|v| !v.is_empty()),
+                None => None,
+            },
+            (None, None) => None,
+        };
+        Some(Ok(Found {
+            token,
+            permission: pattern.permission,
+        }))
     }
 
     /// Whether the upstream answers `OPTIONS` on `path` (the first route that matches says).
@@ -240,7 +243,8 @@ mod tests {
     fn token(path: &str, query: Option<&str>) -> Option<String> {
         routes()
             .find(path, query)
-            .map(|found| found.unwrap().token.into_owned())
+            .and_then(|found| found.unwrap().token)
+            .map(Cow::into_owned)
     }
 
     #[test]
@@ -257,6 +261,10 @@ mod tests {
             Some("T-4")
         );
         assert_eq!(token("/handlers/upload.php", Some("name=a")), None);
+        assert_eq!(token("/handlers/upload.php", Some("token=")), None, "empty");
+        // The route's permission holds for a header token too.
+        let on_route = routes().find("/handlers/upload.php", None).unwrap();
+        assert_eq!(on_route.unwrap().permission, Permission::Upload);
         assert_eq!(token("/download-file/77/0/0/1/T3", None), None, "too short");
         assert_eq!(
             token("/download-file/77/0/0/1/0/T3/x", None),

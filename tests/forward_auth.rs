@@ -160,6 +160,9 @@ async fn url_tokens_decide_in_the_original_url() {
         format!("/upload/17/plupload.php?name=a&token={uploader}"),
     )(&[]);
     assert_eq!(plupload.status, 200, "{}", plupload.text());
+    // An empty query token is none: a header token decides, with the route's permission.
+    let empty = nginx("POST", "/upload/17/plupload.php?token=".into())(&[("token", &uploader)]);
+    assert_eq!(empty.status, 200, "{}", empty.text());
     let wrong = nginx("GET", format!("/download/272/{uploader}"))(&[]);
     assert_eq!(wrong.status, 403);
     let no_upload = nginx("PATCH", format!("/upload/17/{downloader}/abc"))(&[]);

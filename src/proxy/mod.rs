@@ -156,8 +156,8 @@ impl Gateway {
         }
     }
 
-    /// The token a request's URL carries, on a route that has one (ioGates transfers). A header
-    /// token must then be the same one: two tokens name no single caller.
+    /// The route carrying its token in the URL that a request is on (ioGates transfers), and the
+    /// token there. A header token must then be the same one: two tokens name no single caller.
     fn url_token<'a>(
         &self,
         path: &'a str,
@@ -165,10 +165,9 @@ impl Gateway {
         header: &Credentials<'_>,
     ) -> Result<Option<Found<'a>>, UrlTokenError> {
         let found = self.settings.url_tokens.find(path, query).transpose()?;
-        match (&found, header.token) {
-            (Some(found), Some(token)) if !ct_eq(token, &found.token) => {
-                Err(UrlTokenError::Differs)
-            }
+        let in_url = found.as_ref().and_then(|f| f.token.as_deref());
+        match (in_url, header.token) {
+            (Some(in_url), Some(token)) if !ct_eq(token, in_url) => Err(UrlTokenError::Differs),
             _ => Ok(found),
         }
     }
@@ -263,20 +262,27 @@ impl Gateway {
 /// Whether `error` is the client closing or resetting its connection, or never finishing its
 /// request, rather than anything going wrong on this side.
 /// The credentials to decide on and the permission the route needs: a URL token in place of the
-/// headers' own, else the headers' with the share's own rule.
+/// headers' own; off such routes, the headers' with the share's own rule.
 fn presented<'a>(
     header: Credentials<'a>,
     in_url: Option<&'a Found<'_>>,
 ) -> (Credentials<'a>, Permission) {
     match in_url {
-        Some(found) => {
+        Some(Found {
+            token: Some(token),
+            permission,
+        }) => {
             let credentials = Credentials {
-                token: Some(&found.token),
+                token: Some(token),
                 source: CredentialSource::Url,
                 ..header
             };
-            (credentials, found.permission)
+            (credentials, *permission)
         }
+        Some(Found {
+            token: None,
+            permission,
+        }) => (header, *permission),
         None => (header, Permission::Method),
     }
 }
