@@ -161,6 +161,11 @@ impl Failure {
         }
     }
 
+    /// 400 saying why the request cannot be read one way: "Bad Request: <why>".
+    pub fn bad_request(format: Format, why: &dyn std::fmt::Display) -> Reply {
+        Failure::BadRequest.reply_saying(format, &format!("Bad Request: {why}"))
+    }
+
     /// Log its cause at this failure's level.
     pub fn log(self, cause: &dyn std::fmt::Display) {
         let (label, level) = (self.label(), self.row().level);

@@ -213,20 +213,15 @@ pub struct IdentityHeaders {
 }
 
 impl IdentityHeaders {
-    /// The identity headers of `principal`, as forwarded upstream and as the decision endpoint
-    /// answers them.
-    pub fn of<'p>(&self, principal: &'p Principal) -> Vec<(&HeaderName, &'p str)> {
-        let mut headers = vec![
-            (&self.user, principal.subject()),
-            (&self.role, principal.role_label()),
-        ];
-        if !principal.app_name().is_empty() {
-            headers.push((&self.app, principal.app_name()));
-        }
-        if let Some(share) = principal.share_id() {
-            headers.push((&self.share, share));
-        }
-        headers
+    /// The identity headers `principal` has a value for, as forwarded upstream (a GWOS token
+    /// names no share, an ioGates one no app).
+    pub fn present<'p>(
+        &self,
+        principal: &'p Principal,
+    ) -> impl Iterator<Item = (&HeaderName, &'p str)> {
+        self.all_of(Some(principal))
+            .into_iter()
+            .filter(|(_, value)| !value.is_empty())
     }
 
     /// Every identity header, with `principal`'s value or empty. The decision endpoint answers

@@ -363,8 +363,7 @@ impl ProxyHttp for Gateway {
             Err(refused) => {
                 ctx.route = Route::BadTarget;
                 ctx.result = Some(refused.as_str());
-                let reply = Failure::BadRequest
-                    .reply_saying(Format::Text, &format!("Bad Request: {refused}"));
+                let reply = Failure::bad_request(Format::Text, &refused);
                 respond::write(reply, session, &self.reply_extra(ctx)).await?;
                 return Ok(true);
             }
@@ -387,8 +386,7 @@ impl ProxyHttp for Gateway {
                     Ok(found) => found,
                     Err(refused) => {
                         ctx.result = Some(refused.as_str());
-                        let text = format!("Bad Request: {refused}");
-                        let reply = Failure::BadRequest.reply_saying(Format::Json, &text);
+                        let reply = Failure::bad_request(Format::Json, &refused);
                         respond::write(reply, session, &self.reply_extra(ctx)).await?;
                         return Ok(true);
                     }
@@ -495,7 +493,7 @@ impl ProxyHttp for Gateway {
         upstream.remove_header(&http::header::EXPECT);
         self.settings.strip.apply(upstream);
         if let Some(p) = &ctx.principal {
-            for (name, value) in identity.of(p) {
+            for (name, value) in identity.present(p) {
                 upstream.insert_header(name.clone(), value)?;
             }
         }

@@ -62,8 +62,7 @@ impl Gateway {
             Ok(original) => original,
             Err(refused) => {
                 ctx.result = Some(refused.as_str());
-                return Failure::BadRequest
-                    .reply_saying(Format::Text, &format!("Bad Request: {refused}"));
+                return Failure::bad_request(Format::Text, &refused);
             }
         };
         let path = target.path();
@@ -78,8 +77,7 @@ impl Gateway {
             Ok(found) => found,
             Err(refused) => {
                 ctx.result = Some(refused.as_str());
-                return Failure::BadRequest
-                    .reply_saying(Format::Text, &format!("Bad Request: {refused}"));
+                return Failure::bad_request(Format::Text, &refused);
             }
         };
         let (credentials, permission) = super::presented(header, in_url.as_ref());
