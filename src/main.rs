@@ -241,6 +241,8 @@ fn main() -> ExitCode {
         }
         Command::MigrateStore { config, to } => migrate_store(config, to.kind()),
     };
+    // Every queued log line out before the process ends.
+    authgate::telemetry::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

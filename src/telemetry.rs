@@ -7,9 +7,12 @@
 use crate::config::{LogConfig, LogFormat};
 use serde_json::{Map, Value};
 use std::fmt;
+use std::io::IsTerminal;
+use std::sync::PoisonError;
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::fmt::format::Writer;
@@ -63,26 +66,51 @@ pub fn below_secret_ceiling(meta: &Metadata<'_>) -> bool {
     !(meta.target().starts_with("pingora") && *meta.level() > Level::INFO)
 }
 
+/// The log writer's thread; taken (and so flushed) by `flush`.
+static WRITER: std::sync::Mutex<Option<WorkerGuard>> = std::sync::Mutex::new(None);
+
 /// Install the global subscriber (once per process; later calls are ignored).
+///
+/// Lines go to stdout through a thread of their own and a 64 KiB buffer: a request never waits
+/// for a `write`, and under load many lines leave in one. The thread writes whenever its queue
+/// runs empty, so a quiet gateway's lines appear at once; when the queue is full, logging waits
+/// rather than drop a line. `flush` writes out what is queued (every exit calls it).
 pub fn init(config: &LogConfig) {
+    let buffered = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("authgate-log")
+        .finish(buffered);
     let output = match config.format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .event_format(JsonLines)
+            .with_writer(writer)
             .boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().boxed(),
+        // Colour only for a person at a terminal, never into a file or a collector.
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_writer(writer)
+            .boxed(),
     };
     let filter = filter(config);
-    let log_ceiling = log_crate_ceiling(filter.max_level_hint());
-    let subscriber = tracing_subscriber::registry().with(
-        output
-            .with_filter(filter)
-            .with_filter(filter_fn(below_secret_ceiling)),
-    );
-    if tracing::subscriber::set_global_default(subscriber).is_ok()
-        && log::set_boxed_logger(Box::new(PingoraRecords(tracing_log::LogTracer::new()))).is_ok()
-    {
-        log::set_max_level(log_ceiling);
+    let hint = filter.max_level_hint();
+    // The ceiling keeps the filter's level hint, so that callsites above it stay off statically.
+    let ceiling =
+        filter_fn(below_secret_ceiling).with_max_level_hint(hint.unwrap_or(LevelFilter::TRACE));
+    let subscriber =
+        tracing_subscriber::registry().with(output.with_filter(filter).with_filter(ceiling));
+    if tracing::subscriber::set_global_default(subscriber).is_ok() {
+        *WRITER.lock().unwrap_or_else(PoisonError::into_inner) = Some(guard);
+        if log::set_boxed_logger(Box::new(PingoraRecords(tracing_log::LogTracer::new()))).is_ok() {
+            log::set_max_level(log_crate_ceiling(hint));
+        }
     }
+}
+
+/// Write out every queued log line and wait for it (before the process exits; lines logged
+/// afterwards are lost, so this is the last thing done).
+pub fn flush() {
+    drop(WRITER.lock().unwrap_or_else(PoisonError::into_inner).take());
 }
 
 /// The bridge for pingora's `log` records into tracing, which first demotes what is no failure

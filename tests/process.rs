@@ -900,3 +900,37 @@ async fn a_flood_is_summed_up_in_one_line() {
         .count();
     assert_eq!(others, 0, "no line per event: {logs}");
 }
+
+/// The log is written by a thread of its own, batched: a quiet gateway's line still shows within
+/// a second, every line of a burst is written by the time SIGTERM's exit comes, and a file gets
+/// no colour codes.
+#[tokio::test]
+async fn log_lines_show_within_a_second_none_are_lost_on_sigterm_and_files_get_no_colour() {
+    let setup = setup("");
+    let base = setup.base.clone();
+    let mut proc = setup.start("info");
+    let t = token(&base, "admin", ADMIN_PASSWORD, APP).await;
+    let access_lines = |logs: &str| logs.lines().filter(|l| l.contains("authgate::access")).count();
+    assert_eq!(get_with(&format!("{base}/one"), &t, APP).await.status(), 200);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(access_lines(&proc.logs()), 2, "the login and the request, written already");
+
+    // Eight clients, fifty requests each, as fast as they go.
+    let burst = (0..8).map(|client| {
+        let (base, t) = (base.clone(), t.clone());
+        async move {
+            for i in 0..50 {
+                let url = format!("{base}/burst/{client}/{i}");
+                assert_eq!(get_with(&url, &t, APP).await.status(), 200);
+            }
+        }
+    });
+    futures_util::future::join_all(burst).await;
+    proc.signal("TERM");
+    assert!(proc.wait_exit(Duration::from_secs(10)).is_some());
+    let logs = proc.logs();
+    assert_eq!(access_lines(&logs), 402, "every request's line, none lost at the exit");
+    assert!(logs.contains("stopping"), "and the shutdown's own lines");
+    assert!(logs.contains("token store closed"), "to the last, just before the exit");
+    assert!(!logs.contains('\x1b'), "colour codes in a file");
+}

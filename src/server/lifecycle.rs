@@ -93,7 +93,7 @@ impl BackgroundService for ListenWatch {
                         "not listening: the address is held by another process; exiting"
                     );
                 }
-                std::process::exit(EXIT_NOT_LISTENING);
+                super::exit(EXIT_NOT_LISTENING);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

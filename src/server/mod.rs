@@ -48,6 +48,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use users_reload::UsersReload;
 
+/// End the process now, with every queued log line written first.
+fn exit(code: i32) -> ! {
+    crate::telemetry::flush();
+    std::process::exit(code)
+}
+
 /// Environment variable holding GroundWork's `jasypt.mainkey` value, as in `foundation.properties`.
 pub const JASYPT_MAINKEY_ENV: &str = "AUTHGATE_JASYPT_MAINKEY";
 /// Environment variable holding the decoded Jasypt key itself (e.g. `Gr0undW0rk123`).

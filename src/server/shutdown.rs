@@ -110,7 +110,7 @@ impl Shutdown {
                     }
                 };
                 self.close_store();
-                std::process::exit(code);
+                super::exit(code);
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot watch the drain; pingora's grace will end it");
@@ -179,7 +179,7 @@ impl ShutdownSignalWatch for Signals {
             if let Some(second) = second {
                 let code = self.0.interrupted(second);
                 self.0.close_store();
-                std::process::exit(code);
+                super::exit(code);
             }
         }
         tracing::info!(
