@@ -2,8 +2,8 @@
 //! collide). Names are constants; labels are low-cardinality classes, never a user, token or path.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub const REQUESTS: &str = "authgate_requests_total";
@@ -230,7 +230,27 @@ pub fn status_class(status: u16) -> &'static str {
     }
 }
 
+/// The series nearly every request lands in (a forwarded request answered 2xx, let through by
+/// a token or a public path), resolved once: a labelled lookup hashes its label values on every
+/// call.
+pub struct ForwardedSeries {
+    pub answered_2xx: IntCounter,
+    pub duration: Histogram,
+    pub allowed: IntCounter,
+    pub public: IntCounter,
+}
+
 impl Metrics {
+    /// `route` is the forwarded requests' route label.
+    pub fn forwarded_series(&self, route: &str) -> ForwardedSeries {
+        ForwardedSeries {
+            answered_2xx: self.requests.with_label_values(&[route, "2xx"]),
+            duration: self.request_duration.with_label_values(&[route]),
+            allowed: self.auth_decisions.with_label_values(&["allowed"]),
+            public: self.auth_decisions.with_label_values(&["public"]),
+        }
+    }
+
     pub fn new() -> Metrics {
         let r = Registry::new();
         let latency = vec![

@@ -5,7 +5,7 @@
 //! crate, not where the crate sat on the machine that built the binary.
 
 use crate::config::{LogConfig, LogFormat};
-use serde_json::{Map, Value};
+use serde::ser::{SerializeMap, Serializer as _};
 use std::fmt;
 use std::io::IsTerminal;
 use std::sync::PoisonError;
@@ -157,41 +157,78 @@ impl log::Log for PingoraRecords {
 
 /// One JSON object per line: `timestamp`, `level`, the event's fields (`message` among them) and
 /// `target`. tracing-subscriber's own JSON writer copies the `log.*` fields of bridged records,
-/// `log.file` (a build-machine path) included; this one leaves them out.
+/// `log.file` (a build-machine path) included; this one leaves them out. The object is
+/// serialised field by field as the event is visited, into a buffer of the thread's own: no map
+/// of the fields is built, and the line is checked as text once.
 struct JsonLines;
 
-/// Collects an event's fields as JSON values, without the bridge's `log.*` metadata.
-struct JsonFields(Map<String, Value>);
+type JsonObject<'b> =
+    serde_json::ser::Compound<'b, &'b mut Vec<u8>, serde_json::ser::CompactFormatter>;
 
-impl JsonFields {
-    fn put(&mut self, field: &Field, value: Value) {
+/// Writes an event's fields into a JSON object, without the bridge's `log.*` metadata.
+struct JsonFields<'b> {
+    object: JsonObject<'b>,
+    failed: bool,
+}
+
+impl JsonFields<'_> {
+    fn put(&mut self, field: &Field, value: FieldValue<'_>) {
         let name = field.name();
         if !name.starts_with("log.") {
-            self.0
-                .insert(name.trim_start_matches("r#").to_string(), value);
+            let key = name.trim_start_matches("r#");
+            self.failed |= self.object.serialize_entry(key, &value).is_err();
         }
     }
 }
 
-impl Visit for JsonFields {
+/// A field's value as tracing records it.
+enum FieldValue<'v> {
+    Str(&'v str),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Bool(bool),
+    Debug(&'v dyn fmt::Debug),
+}
+
+impl serde::Serialize for FieldValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            FieldValue::Str(v) => s.serialize_str(v),
+            FieldValue::I64(v) => s.serialize_i64(v),
+            FieldValue::U64(v) => s.serialize_u64(v),
+            FieldValue::F64(v) => s.serialize_f64(v),
+            FieldValue::Bool(v) => s.serialize_bool(v),
+            // Escaped as it is written: no string of its own.
+            FieldValue::Debug(v) => s.collect_str(&format_args!("{v:?}")),
+        }
+    }
+}
+
+impl Visit for JsonFields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, value.into());
+        self.put(field, FieldValue::Str(value));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, value.into());
+        self.put(field, FieldValue::I64(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.put(field, value.into());
+        self.put(field, FieldValue::U64(value));
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.put(field, value.into());
+        self.put(field, FieldValue::F64(value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.put(field, value.into());
+        self.put(field, FieldValue::Bool(value));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.put(field, format!("{value:?}").into());
+        self.put(field, FieldValue::Debug(value));
     }
+}
+
+thread_local! {
+    /// Each thread's line buffer, kept between lines.
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl<S, N> FormatEvent<S, N> for JsonLines
@@ -207,16 +244,35 @@ where
     ) -> fmt::Result {
         let normalized = event.normalized_metadata();
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
-        let mut timestamp = String::new();
+        let mut timestamp = String::with_capacity(32);
         SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
-        let mut fields = JsonFields(Map::new());
-        fields.0.insert("timestamp".into(), timestamp.into());
-        fields
-            .0
-            .insert("level".into(), meta.level().as_str().into());
-        event.record(&mut fields);
-        fields.0.insert("target".into(), meta.target().into());
-        writeln!(writer, "{}", Value::Object(fields.0))
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            let mut serializer = serde_json::Serializer::new(&mut *line);
+            let object = serializer.serialize_map(None).map_err(|_| fmt::Error)?;
+            let mut fields = JsonFields {
+                object,
+                failed: false,
+            };
+            let (timestamp_key, level_key, target_key) = ("timestamp", "level", "target");
+            fields.failed |= fields
+                .object
+                .serialize_entry(timestamp_key, &timestamp)
+                .is_err();
+            let level = meta.level().as_str();
+            fields.failed |= fields.object.serialize_entry(level_key, level).is_err();
+            event.record(&mut fields);
+            fields.failed |= fields
+                .object
+                .serialize_entry(target_key, meta.target())
+                .is_err();
+            if fields.failed || fields.object.end().is_err() {
+                return Err(fmt::Error);
+            }
+            let text = std::str::from_utf8(line).map_err(|_| fmt::Error)?;
+            writer.write_str(text)?;
+            writer.write_char('\n')
+        })
     }
 }
 

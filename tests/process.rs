@@ -632,19 +632,6 @@ async fn a_missing_users_file_is_an_error_said_once_and_the_users_stay() {
     assert_eq!(said(&proc), 1, "once, not every tick");
 }
 
-/// Wait until the log says `what` `n` times (the users file is checked every second).
-fn until_logged(proc: &Proc, what: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while proc.logs().matches(what).count() < n {
-        assert!(
-            Instant::now() < deadline,
-            "never logged {what:?}: {}",
-            proc.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[tokio::test]
 async fn a_users_file_caught_mid_write_is_refused_and_the_users_stay() {
     let mut s = setup("users_reload_interval_seconds: 1\n");
@@ -684,7 +671,7 @@ async fn a_users_file_caught_mid_write_is_refused_and_the_users_stay() {
     let reader = held[1].1.clone();
     until_refused("the reader's token ends", || works(reader.clone())).await;
     assert_eq!(works(held[0].1.clone()).await, 200);
-    assert!(proc.logs().contains("config_reload"), "{}", proc.logs());
+    until_logged(&proc, "config_reload", 1);
 }
 
 /// A port another process holds stops start-up after `bind_timeout_ms`, naming the key: pingora
@@ -910,10 +897,21 @@ async fn log_lines_show_within_a_second_none_are_lost_on_sigterm_and_files_get_n
     let base = setup.base.clone();
     let mut proc = setup.start("info");
     let t = token(&base, "admin", ADMIN_PASSWORD, APP).await;
-    let access_lines = |logs: &str| logs.lines().filter(|l| l.contains("authgate::access")).count();
-    assert_eq!(get_with(&format!("{base}/one"), &t, APP).await.status(), 200);
+    let access_lines = |logs: &str| {
+        logs.lines()
+            .filter(|l| l.contains("authgate::access"))
+            .count()
+    };
+    assert_eq!(
+        get_with(&format!("{base}/one"), &t, APP).await.status(),
+        200
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(access_lines(&proc.logs()), 2, "the login and the request, written already");
+    assert_eq!(
+        access_lines(&proc.logs()),
+        2,
+        "the login and the request, written already"
+    );
 
     // Eight clients, fifty requests each, as fast as they go.
     let burst = (0..8).map(|client| {
@@ -929,8 +927,15 @@ async fn log_lines_show_within_a_second_none_are_lost_on_sigterm_and_files_get_n
     proc.signal("TERM");
     assert!(proc.wait_exit(Duration::from_secs(10)).is_some());
     let logs = proc.logs();
-    assert_eq!(access_lines(&logs), 402, "every request's line, none lost at the exit");
+    assert_eq!(
+        access_lines(&logs),
+        402,
+        "every request's line, none lost at the exit"
+    );
     assert!(logs.contains("stopping"), "and the shutdown's own lines");
-    assert!(logs.contains("token store closed"), "to the last, just before the exit");
+    assert!(
+        logs.contains("token store closed"),
+        "to the last, just before the exit"
+    );
     assert!(!logs.contains('\x1b'), "colour codes in a file");
 }

@@ -192,14 +192,26 @@ fn same_header(a: &str, b: &str) -> bool {
 
 /// Remove every header that is a spelling of one of `names`.
 pub fn remove_all_spellings(req: &mut RequestHeader, names: &[impl AsRef<str>]) {
-    // One name at a time, no list: a request carries two or three of them at most.
-    while let Some(name) = req
-        .headers
-        .keys()
-        .find(|k| names.iter().any(|n| same_header(k.as_str(), n.as_ref())))
-        .cloned()
-    {
-        req.remove_header(&name);
+    // One scan; the names found kept on the stack (a request carries two or three of them; a
+    // ninth waits for the next scan).
+    loop {
+        let mut found: [Option<HeaderName>; 8] = Default::default();
+        let mut count = 0;
+        for key in req.headers.keys() {
+            if names.iter().any(|n| same_header(key.as_str(), n.as_ref())) {
+                found[count] = Some(key.clone());
+                count += 1;
+                if count == found.len() {
+                    break;
+                }
+            }
+        }
+        for name in found.iter().flatten() {
+            req.remove_header(name);
+        }
+        if count < found.len() {
+            return;
+        }
     }
 }
 
@@ -310,6 +322,31 @@ pub fn add_forwarded(req: &mut RequestHeader, origin: Origin) -> pingora::Result
 }
 
 fn address_value(ip: IpAddr) -> HeaderValue {
+    // IPv4 (nearly every peer) written digit by digit: `to_string` goes through the formatting
+    // machinery at ten times the cost.
+    if let IpAddr::V4(v4) = ip {
+        let mut text = [0u8; 15];
+        let mut len = 0;
+        for (i, octet) in v4.octets().into_iter().enumerate() {
+            if i > 0 {
+                text[len] = b'.';
+                len += 1;
+            }
+            let digits = [octet / 100, octet / 10 % 10, octet % 10];
+            let skip = if octet >= 100 {
+                0
+            } else if octet >= 10 {
+                1
+            } else {
+                2
+            };
+            for digit in &digits[skip..] {
+                text[len] = b'0' + digit;
+                len += 1;
+            }
+        }
+        return HeaderValue::from_bytes(&text[..len]).expect("digits and dots");
+    }
     HeaderValue::try_from(ip.to_string()).expect("an IP address is a valid header value")
 }
 
@@ -372,6 +409,33 @@ mod tests {
             r.append_header(k.to_string(), *v).unwrap();
         }
         r
+    }
+
+    #[test]
+    fn addresses_are_written_as_the_standard_library_writes_them() {
+        for octet in 0..=255u8 {
+            for ip in [
+                std::net::Ipv4Addr::new(octet, 0, 9, 255),
+                std::net::Ipv4Addr::new(10, octet, 100, 99),
+            ] {
+                assert_eq!(address_value(ip.into()), ip.to_string().as_str());
+            }
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(address_value(v6), "2001:db8::1");
+    }
+
+    #[test]
+    fn twenty_spellings_are_all_stripped() {
+        let mut r = req(&[]);
+        for i in 0..20 {
+            r.append_header(format!("x-strip-{i}"), "v").unwrap();
+        }
+        r.append_header("x-keep", "v").unwrap();
+        let names: Vec<String> = (0..20).map(|i| format!("X_STRIP_{i}")).collect();
+        remove_all_spellings(&mut r, &names);
+        assert_eq!(r.headers.len(), 1);
+        assert!(r.headers.contains_key("x-keep"));
     }
 
     #[test]

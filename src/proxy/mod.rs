@@ -66,6 +66,8 @@ pub struct Gateway {
     /// `authgate_upstream_response_seconds{upstream}` of each pool, in `upstreams.pools()`
     /// order: resolved once, not a labelled lookup per forwarded response.
     pub upstream_latency: Vec<prometheus::Histogram>,
+    /// The series of forwarded requests, resolved once.
+    pub forwarded: crate::metrics::ForwardedSeries,
     /// Audit lines of failed and refused logins, bounded under a flood (successes are always
     /// written); the flood report counts the rest.
     pub audit_budget: Arc<crate::telemetry::LogBudget>,
@@ -649,22 +651,30 @@ impl ProxyHttp for Gateway {
         let metrics = self.auth.metrics();
         let route = ctx.route.as_str();
         let elapsed = ctx.started.elapsed();
-        metrics
-            .requests
-            .with_label_values(&[route, status_class(status)])
-            .inc();
-        metrics
-            .request_duration
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
+        let forwarded = &self.forwarded;
+        let class = status_class(status);
+        match (ctx.route, class) {
+            (Route::Forward, "2xx") => forwarded.answered_2xx.inc(),
+            _ => metrics.requests.with_label_values(&[route, class]).inc(),
+        }
+        match ctx.route {
+            Route::Forward => forwarded.duration.observe(elapsed.as_secs_f64()),
+            _ => metrics
+                .request_duration
+                .with_label_values(&[route])
+                .observe(elapsed.as_secs_f64()),
+        }
         let decision = match (ctx.route, &ctx.principal, ctx.denial) {
             (Route::Forward | Route::Verify, Some(_), _) => Some("allowed"),
             (Route::Forward | Route::Verify, None, Some(denial)) => Some(denial.as_str()),
             (Route::Forward | Route::Verify, None, None) if ctx.public => Some("public"),
             _ => None,
         };
-        if let Some(outcome) = decision {
-            metrics.auth_decisions.with_label_values(&[outcome]).inc();
+        match decision {
+            Some("allowed") => forwarded.allowed.inc(),
+            Some("public") => forwarded.public.inc(),
+            Some(outcome) => metrics.auth_decisions.with_label_values(&[outcome]).inc(),
+            None => {}
         }
         let req = session.req_header();
         let principal = ctx.principal.as_ref();

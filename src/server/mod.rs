@@ -463,6 +463,7 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
         .collect();
     let gateway = Gateway {
         upstream_latency,
+        forwarded: metrics.forwarded_series(crate::proxy::route::Route::Forward.as_str()),
         auth: auth.clone(),
         upstreams: upstreams.clone(),
         settings,

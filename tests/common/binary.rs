@@ -214,6 +214,20 @@ impl Setup {
     }
 }
 
+/// Wait (10 s at most) until `what` is in the log `n` times: lines reach the file from the log
+/// writer's own thread, a moment after the event.
+pub fn until_logged(proc: &Proc, what: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proc.logs().matches(what).count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "never logged {what:?}: {}",
+            proc.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Whether process `pid` holds the socket listening on 127.0.0.1:`port`.
 pub fn listens_on(pid: u32, port: u16) -> bool {
     authgate::listening::listens_on(Some(pid), ([127, 0, 0, 1], port).into())
