@@ -21,6 +21,7 @@ pub const STORE_UNDECODABLE: &str = "authgate_store_undecodable_records";
 pub const REVOCATIONS_UNSAVED: &str = "authgate_revocations_unsaved";
 pub const UPSTREAM_DURATION: &str = "authgate_upstream_response_seconds";
 pub const UPSTREAM_ERRORS: &str = "authgate_upstream_errors_total";
+pub const UPSTREAM_POOL_RACES: &str = "authgate_upstream_pool_races_total";
 pub const PASSWORD_WAITING: &str = "authgate_password_verifications_waiting";
 pub const PASSWORD_RUNNING: &str = "authgate_password_verifications_running";
 pub const PASSWORD_REJECTED: &str = "authgate_password_verifications_rejected_total";
@@ -169,6 +170,9 @@ pub struct Metrics {
     pub upstream_duration: HistogramVec,
     /// kind (connect, timeout, 5xx, other).
     pub upstream_errors: IntCounterVec,
+    /// Pooled upstream connections pingora could not hand out (its pool's race: a new
+    /// connection is opened instead; no request fails).
+    pub upstream_pool_races: IntCounter,
     pub password_waiting: IntGauge,
     pub password_running: IntGauge,
     pub password_rejected: IntCounter,
@@ -193,6 +197,13 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
         .register(Box::new(metric.clone()))
         .expect("metric registered once");
     metric
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric definition");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -352,16 +363,16 @@ impl Metrics {
                 "Password verifications waiting for a thread.",
             ),
             password_running: gauge(&r, PASSWORD_RUNNING, "Password verifications running."),
-            password_rejected: {
-                let c = IntCounter::new(
-                    PASSWORD_REJECTED,
-                    "Password verifications refused because too many were waiting.",
-                )
-                .expect("valid metric definition");
-                r.register(Box::new(c.clone()))
-                    .expect("metric registered once");
-                c
-            },
+            password_rejected: counter(
+                &r,
+                PASSWORD_REJECTED,
+                "Password verifications refused because too many were waiting.",
+            ),
+            upstream_pool_races: counter(
+                &r,
+                UPSTREAM_POOL_RACES,
+                "Idle upstream connections pingora's pool could not hand out (a new one opened).",
+            ),
             logins_limited: counter_vec(
                 &r,
                 LOGINS_LIMITED,

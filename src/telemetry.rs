@@ -119,13 +119,28 @@ pub fn flush() {
 /// its own. What goes wrong on this side stays an ERROR.
 struct PingoraRecords(tracing_log::LogTracer);
 
-/// A pingora message about the client leaving, or about a pooled upstream connection that two
-/// requests reached for at once (pingora then opens a new one: nothing is lost).
+/// pingora's message when its connection pool loses a race with itself: the idle connection's
+/// watcher releases the connection's lock before its reference, so a request on another thread,
+/// woken by that release, finds the connection still shared and drops it. pingora then opens a
+/// new connection; no request fails. Counted (`authgate_upstream_pool_races_total`), logged at
+/// DEBUG.
+const POOL_RACE: &str = "failed to acquire reusable stream";
+
+/// Where pool races are counted, once the metrics exist.
+static POOL_RACES: std::sync::OnceLock<prometheus::IntCounter> = std::sync::OnceLock::new();
+
+/// Count pingora's pool races in `counter` from now on.
+pub fn count_pool_races(counter: prometheus::IntCounter) {
+    let _ = POOL_RACES.set(counter);
+}
+
+/// A pingora message about the client leaving, or about its pool's race (pingora then opens a
+/// new connection: nothing is lost).
 fn reports_no_failure(target: &str, message: &str) -> bool {
     target.starts_with("pingora")
         && (message.starts_with("Fail to proxy: Downstream")
             || message.starts_with("Downstream handshake")
-            || message == "failed to acquire reusable stream")
+            || message == POOL_RACE)
 }
 
 impl log::Log for PingoraRecords {
@@ -135,9 +150,13 @@ impl log::Log for PingoraRecords {
 
     fn log(&self, record: &log::Record<'_>) {
         // Only warnings and errors are looked at (and formatted): they are rare.
-        if record.level() <= log::Level::Warn
-            && reports_no_failure(record.target(), &record.args().to_string())
-        {
+        let message = (record.level() <= log::Level::Warn).then(|| record.args().to_string());
+        if let Some(message) = message.filter(|m| reports_no_failure(record.target(), m)) {
+            if message == POOL_RACE {
+                if let Some(races) = POOL_RACES.get() {
+                    races.inc();
+                }
+            }
             let demoted = log::Record::builder()
                 .args(*record.args())
                 .level(log::Level::Debug)

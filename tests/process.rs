@@ -939,3 +939,35 @@ async fn log_lines_show_within_a_second_none_are_lost_on_sigterm_and_files_get_n
     );
     assert!(!logs.contains('\x1b'), "colour codes in a file");
 }
+
+/// pingora's pool race (`telemetry::POOL_RACE`): under keep-alive load on two threads, an idle
+/// upstream connection is now and then not handed out and a new one is opened. No request fails,
+/// each is counted, and none is an ERROR line.
+#[tokio::test]
+async fn pool_races_under_load_fail_no_request_and_are_counted_not_logged_as_errors() {
+    let setup = setup("");
+    let base = setup.base.clone();
+    let mut proc = setup.start("info");
+    let t = token(&base, "admin", ADMIN_PASSWORD, APP).await;
+    let load = (0..8).map(|client| {
+        let (base, t) = (base.clone(), t.clone());
+        async move {
+            for i in 0..250 {
+                let url = format!("{base}/pool/{client}/{i}");
+                assert_eq!(get_with(&url, &t, APP).await.status(), 200);
+            }
+        }
+    });
+    futures_util::future::join_all(load).await;
+    let metrics = scrape_metrics(&setup.admin_url("/metrics")).await;
+    let races = metrics["authgate_upstream_pool_races_total{}"];
+    println!("pool races in 2000 requests: {races}");
+    proc.signal("TERM");
+    proc.wait_exit(Duration::from_secs(10));
+    let logs = proc.logs();
+    assert!(
+        !logs.contains("failed to acquire reusable stream"),
+        "{logs}"
+    );
+    assert!(!logs.contains("ERROR"), "{logs}");
+}

@@ -325,6 +325,7 @@ pub fn build_server_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow
     };
     let jasypt = jasypt_key(config, |name| std::env::var(name).ok())?;
     let metrics = Arc::new(Metrics::new());
+    crate::telemetry::count_pool_races(metrics.upstream_pool_races.clone());
     let instrumented = Instrumented::new(open_store(config, config.store.kind)?, metrics.clone());
     let health = instrumented.health();
     let store: Arc<dyn TokenStore> = Arc::new(instrumented);
