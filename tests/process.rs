@@ -888,6 +888,18 @@ async fn a_flood_is_summed_up_in_one_line() {
     assert_eq!(others, 0, "no line per event: {logs}");
 }
 
+/// Eight keep-alive clients, `each` valid-token requests apiece, as fast as they go; every one
+/// answered 200.
+async fn keep_alive_load(base: &str, t: &str, each: usize) {
+    let clients = (0..8).map(|client| async move {
+        for i in 0..each {
+            let url = format!("{base}/load/{client}/{i}");
+            assert_eq!(get_with(&url, t, APP).await.status(), 200);
+        }
+    });
+    futures_util::future::join_all(clients).await;
+}
+
 /// The log is written by a thread of its own, batched: a quiet gateway's line still shows within
 /// a second, every line of a burst is written by the time SIGTERM's exit comes, and a file gets
 /// no colour codes.
@@ -913,17 +925,7 @@ async fn log_lines_show_within_a_second_none_are_lost_on_sigterm_and_files_get_n
         "the login and the request, written already"
     );
 
-    // Eight clients, fifty requests each, as fast as they go.
-    let burst = (0..8).map(|client| {
-        let (base, t) = (base.clone(), t.clone());
-        async move {
-            for i in 0..50 {
-                let url = format!("{base}/burst/{client}/{i}");
-                assert_eq!(get_with(&url, &t, APP).await.status(), 200);
-            }
-        }
-    });
-    futures_util::future::join_all(burst).await;
+    keep_alive_load(&base, &t, 50).await;
     proc.signal("TERM");
     assert!(proc.wait_exit(Duration::from_secs(10)).is_some());
     let logs = proc.logs();
@@ -949,16 +951,7 @@ async fn pool_races_under_load_fail_no_request_and_are_counted_not_logged_as_err
     let base = setup.base.clone();
     let mut proc = setup.start("info");
     let t = token(&base, "admin", ADMIN_PASSWORD, APP).await;
-    let load = (0..8).map(|client| {
-        let (base, t) = (base.clone(), t.clone());
-        async move {
-            for i in 0..250 {
-                let url = format!("{base}/pool/{client}/{i}");
-                assert_eq!(get_with(&url, &t, APP).await.status(), 200);
-            }
-        }
-    });
-    futures_util::future::join_all(load).await;
+    keep_alive_load(&base, &t, 250).await;
     let metrics = scrape_metrics(&setup.admin_url("/metrics")).await;
     let races = metrics["authgate_upstream_pool_races_total{}"];
     println!("pool races in 2000 requests: {races}");
