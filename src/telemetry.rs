@@ -191,6 +191,10 @@ struct JsonFields<'b> {
 }
 
 impl JsonFields<'_> {
+    fn put_str(&mut self, key: &str, value: &str) {
+        self.failed |= self.object.serialize_entry(key, value).is_err();
+    }
+
     fn put(&mut self, field: &Field, value: FieldValue<'_>) {
         let name = field.name();
         if !name.starts_with("log.") {
@@ -265,7 +269,7 @@ where
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         let mut timestamp = String::with_capacity(32);
         SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
-        LINE.with_borrow_mut(|line| {
+        let mut write = |line: &mut Vec<u8>| -> fmt::Result {
             line.clear();
             let mut serializer = serde_json::Serializer::new(&mut *line);
             let object = serializer.serialize_map(None).map_err(|_| fmt::Error)?;
@@ -273,24 +277,21 @@ where
                 object,
                 failed: false,
             };
-            let (timestamp_key, level_key, target_key) = ("timestamp", "level", "target");
-            fields.failed |= fields
-                .object
-                .serialize_entry(timestamp_key, &timestamp)
-                .is_err();
-            let level = meta.level().as_str();
-            fields.failed |= fields.object.serialize_entry(level_key, level).is_err();
+            fields.put_str("timestamp", &timestamp);
+            fields.put_str("level", meta.level().as_str());
             event.record(&mut fields);
-            fields.failed |= fields
-                .object
-                .serialize_entry(target_key, meta.target())
-                .is_err();
+            fields.put_str("target", meta.target());
             if fields.failed || fields.object.end().is_err() {
                 return Err(fmt::Error);
             }
             let text = std::str::from_utf8(line).map_err(|_| fmt::Error)?;
             writer.write_str(text)?;
             writer.write_char('\n')
+        };
+        // A value whose formatting logs an event of its own gets a buffer of its own.
+        LINE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut line) => write(&mut line),
+            Err(_) => write(&mut Vec::new()),
         })
     }
 }
@@ -348,6 +349,69 @@ pub fn log_crate_ceiling(hint: Option<LevelFilter>) -> log::LevelFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a JSON line holds, and a value whose formatting logs a line of its own.
+    #[test]
+    fn json_lines_hold_the_fields_typed_and_escaped() {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::layer::SubscriberExt;
+        #[derive(Clone, Default)]
+        struct Out(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Out {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        struct Loud;
+        impl fmt::Debug for Loud {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                tracing::info!("inner");
+                write!(f, "loud")
+            }
+        }
+        let out = Out::default();
+        let writer = out.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .event_format(JsonLines)
+            .with_writer(move || writer.clone());
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::info!(
+                target: "authgate::access",
+                path = "/a\"b\n",
+                status = 200u16,
+                ok = true,
+                ms = 1.5,
+                delta = -3i64,
+                client = ?Some(1),
+                "done"
+            );
+            tracing::info!(value = ?Loud, "outer");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let done = &lines[0];
+        assert_eq!(done["message"], "done");
+        assert_eq!(done["path"], "/a\"b\n");
+        assert_eq!(done["status"], 200);
+        assert_eq!(done["ok"], true);
+        assert_eq!(done["ms"], 1.5);
+        assert_eq!(done["delta"], -3);
+        assert_eq!(done["client"], "Some(1)");
+        assert_eq!(done["level"], "INFO");
+        assert_eq!(done["target"], "authgate::access");
+        assert!(done["timestamp"].as_str().unwrap().ends_with('Z'));
+        // tracing drops an event made while another is being written; the outer line is whole.
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[1]["message"], "outer");
+        assert_eq!(lines[1]["value"], "loud");
+    }
 
     #[test]
     fn a_log_budget_counts_what_it_holds_back() {
