@@ -13,9 +13,9 @@ use crate::metrics::{CacheLookup, Metrics};
 use crate::store::{earliest, StoreError, TokenKind, TokenRecord, TokenStore};
 use crate::token::TokenHash;
 use moka::future::Cache;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -63,6 +63,74 @@ const OUTAGE_RECHECK_MS: u64 = 250;
 
 /// Most revocations held in memory during a store outage (about 5 MiB).
 const MAX_UNSAVED: usize = 100_000;
+
+/// Most uses waiting to be written back (about 5 MiB), and most written in one store call.
+const MAX_PENDING_USES: usize = 100_000;
+const USES_PER_WRITE: usize = 1_000;
+
+/// Sliding expiry's write-backs: the latest use per token, written by one task at a time, in
+/// batches. A burst of distinct tokens (every token in use, just after a restart) then queues an
+/// entry each, not a task and a store write each: with a task per use, a million tokens in use
+/// had the gateway queue writes faster than redb made them, and grow by a gigabyte.
+struct WriteBack {
+    store: Arc<dyn TokenStore>,
+    pending: Mutex<HashMap<TokenHash, u64>>,
+    writing: AtomicBool,
+}
+
+impl WriteBack {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, u64>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queue a use, and start the writer if none is running. `false` when the queue is full:
+    /// the caller leaves the use to a later request.
+    fn queue(self: &Arc<Self>, hash: TokenHash, at: u64) -> bool {
+        {
+            let mut pending = self.pending();
+            if pending.len() >= MAX_PENDING_USES && !pending.contains_key(&hash) {
+                return false;
+            }
+            let latest = pending.entry(hash).or_insert(at);
+            *latest = (*latest).max(at);
+        }
+        if !self.writing.swap(true, Ordering::AcqRel) {
+            let this = self.clone();
+            tokio::spawn(async move { this.write_all().await });
+        }
+        true
+    }
+
+    fn take_batch(&self) -> Vec<(TokenHash, u64)> {
+        let mut pending = self.pending();
+        if pending.len() <= USES_PER_WRITE {
+            return pending.drain().collect();
+        }
+        let hashes: Vec<TokenHash> = pending.keys().take(USES_PER_WRITE).copied().collect();
+        hashes
+            .into_iter()
+            .filter_map(|h| pending.remove(&h).map(|at| (h, at)))
+            .collect()
+    }
+
+    async fn write_all(&self) {
+        loop {
+            let batch = self.take_batch();
+            if batch.is_empty() {
+                self.writing.store(false, Ordering::Release);
+                // A use queued after the take found the writer still running: look once more.
+                if self.pending().is_empty() || self.writing.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                continue;
+            }
+            let count = batch.len();
+            if let Err(e) = self.store.touch(batch).await {
+                tracing::warn!(tokens = count, error = %e, "could not record token use");
+            }
+        }
+    }
+}
 
 /// The cache's key: the first 128 bits of the token's SHA-256. Finding another token with the same
 /// key is a second-preimage search over 128 bits; the full hash still keys the store.
@@ -136,6 +204,7 @@ pub struct TokenCache {
     negative: Cache<Key, ()>,
     bindings: Bindings,
     store: Arc<dyn TokenStore>,
+    write_back: Arc<WriteBack>,
     /// Revoked tokens whose store write failed. Checked before anything else on every lookup;
     /// the count keeps that check to one atomic load while the set is empty.
     unsaved: Mutex<HashSet<TokenHash>>,
@@ -168,6 +237,11 @@ impl TokenCache {
                 .time_to_live(times.negative_ttl)
                 .build(),
             bindings: Bindings::default(),
+            write_back: Arc::new(WriteBack {
+                store: store.clone(),
+                pending: Mutex::default(),
+                writing: AtomicBool::new(false),
+            }),
             store,
             unsaved: Mutex::default(),
             unsaved_count: AtomicUsize::new(0),
@@ -337,8 +411,8 @@ impl TokenCache {
         self.touch_step_ms.min(idle.get() / 10)
     }
 
-    /// Record a successful use of the token of `hash`. Writes to the store at most once per step,
-    /// in the background.
+    /// Record a successful use of the token of `hash`. Written back to the store at most once per
+    /// step, in the background.
     pub fn touch(&self, hash: TokenHash, token: &CachedToken, now: u64) {
         let Some(idle) = token.idle_timeout_ms else {
             return;
@@ -355,12 +429,15 @@ impl TokenCache {
         {
             return; // another request is writing it back
         }
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.touch(hash, now).await {
-                tracing::warn!(token = %hash.short(), error = %e, "could not record token use");
-            }
-        });
+        if !self.write_back.queue(hash, now) {
+            // Queue full: a later use writes it back.
+            let _ = token.persisted.compare_exchange(
+                now,
+                persisted,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
     }
 
     /// Insert a freshly issued token (just saved), so its first use is already a cache hit.
@@ -572,6 +649,56 @@ mod tests {
         let held = bindings.set.lock().unwrap().0.len();
         assert!(held < 200, "{held} bindings held for 1 in use");
         assert!(Arc::ptr_eq(&kept, &bindings.intern(named(0))));
+    }
+
+    /// Three thousand tokens used at once, each past its step: every use reaches the store, in
+    /// a few batched writes rather than a write each.
+    #[tokio::test]
+    async fn uses_of_many_tokens_are_written_back_in_batches() {
+        use crate::metrics::StoreOp;
+        use crate::store::Instrumented;
+        let memory = Arc::new(MemoryStore::new());
+        let metrics = Arc::new(Metrics::new());
+        let store = Arc::new(Instrumented::new(memory.clone(), metrics.clone()));
+        let c = TokenCache::new(
+            store,
+            10_000,
+            CacheTimes {
+                max_ttl: Duration::from_secs(60),
+                negative_ttl: Duration::from_secs(60),
+                touch_step: Duration::from_secs(1),
+                outage_grace: Duration::ZERO,
+            },
+            metrics.clone(),
+        );
+        let hashes: Vec<TokenHash> = (0..3_000).map(|i| TokenHash::of(&i.to_string())).collect();
+        for h in &hashes {
+            memory.insert(*h, record("u", 1_000)).await.unwrap();
+        }
+        for h in &hashes {
+            let Lookup::Valid { token, .. } = c.lookup(*h, 1_000).await.unwrap() else {
+                panic!()
+            };
+            c.touch(*h, &token, 5_000);
+        }
+        let writes = || {
+            metrics
+                .store_duration
+                .with_label_values(&[StoreOp::Touch.as_str()])
+                .get_sample_count()
+        };
+        for _ in 0..200 {
+            let mut written = 0;
+            for h in &hashes {
+                written += usize::from(memory.get(*h).await.unwrap().unwrap().last_used == 5_000);
+            }
+            if written == hashes.len() {
+                assert!(writes() <= 10, "{} store writes for 3 000 uses", writes());
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("not every use was written back");
     }
 
     #[tokio::test]

@@ -665,7 +665,7 @@ impl Default for LimitsConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
-            capacity: nonzero(1_000_000),
+            capacity: nonzero(250_000),
             max_ttl_seconds: nonzero(300),
             negative_ttl_seconds: 5,
             touch_interval_seconds: 60,

@@ -7,7 +7,7 @@
 use crate::config::{LogConfig, LogFormat};
 use serde::ser::{SerializeMap, Serializer as _};
 use std::fmt;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::sync::PoisonError;
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
@@ -15,11 +15,8 @@ use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
 
 /// The filter: `RUST_LOG` when set, else the configured level.
@@ -82,10 +79,7 @@ pub fn init(config: &LogConfig) {
         .thread_name("authgate-log")
         .finish(buffered);
     let output = match config.format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .event_format(JsonLines)
-            .with_writer(writer)
-            .boxed(),
+        LogFormat::Json => JsonLines::new(writer).boxed(),
         // Colour only for a person at a terminal, never into a file or a collector.
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .with_ansi(std::io::stdout().is_terminal())
@@ -176,10 +170,23 @@ impl log::Log for PingoraRecords {
 
 /// One JSON object per line: `timestamp`, `level`, the event's fields (`message` among them) and
 /// `target`. tracing-subscriber's own JSON writer copies the `log.*` fields of bridged records,
-/// `log.file` (a build-machine path) included; this one leaves them out. The object is
-/// serialised field by field as the event is visited, into a buffer of the thread's own: no map
-/// of the fields is built, and the line is checked as text once.
-struct JsonLines;
+/// `log.file` (a build-machine path) included; this one leaves them out.
+///
+/// It is a layer of its own rather than a format for tracing-subscriber's `fmt` layer, because
+/// the access log writes a line per request and that layer's generality costs there: it formats
+/// into a `String` of its own, checks it as text, then copies it to the writer, and formats the
+/// whole timestamp every time. Here the object is serialised field by field as the event is
+/// visited, into a buffer of the thread's own, and handed to the writer once; the timestamp's
+/// date and time are formatted once a second.
+pub struct JsonLines<W> {
+    writer: W,
+}
+
+impl<W> JsonLines<W> {
+    pub fn new(writer: W) -> JsonLines<W> {
+        JsonLines { writer }
+    }
+}
 
 type JsonObject<'b> =
     serde_json::ser::Compound<'b, &'b mut Vec<u8>, serde_json::ser::CompactFormatter>;
@@ -252,41 +259,69 @@ impl Visit for JsonFields<'_> {
 thread_local! {
     /// Each thread's line buffer, kept between lines.
     static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The second last formatted by this thread, and its `YYYY-MM-DDTHH:MM:SS`.
+    static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
 }
 
-impl<S, N> FormatEvent<S, N> for JsonLines
+/// `now` as RFC 3339 in UTC with microseconds (`2026-12-02T21:19:05.123456Z`), the form
+/// tracing-subscriber writes. The date and time of day are formatted once a second per thread.
+fn timestamp(now: std::time::SystemTime) -> [u8; 27] {
+    let since = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let (cached, mut whole) = SECOND.get();
+    if cached != secs {
+        let text = humantime::format_rfc3339_seconds(now).to_string();
+        whole.copy_from_slice(&text.as_bytes()[..19]);
+        SECOND.set((secs, whole));
+    }
+    let mut stamp = [0u8; 27];
+    stamp[..19].copy_from_slice(&whole);
+    stamp[19] = b'.';
+    let mut micros = since.subsec_micros();
+    for digit in stamp[20..26].iter_mut().rev() {
+        *digit = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    stamp[26] = b'Z';
+    stamp
+}
+
+/// One event as a JSON object, appended to `line`.
+fn encode(line: &mut Vec<u8>, event: &Event<'_>) -> Result<(), serde_json::Error> {
+    let normalized = event.normalized_metadata();
+    let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+    let stamp = timestamp(std::time::SystemTime::now());
+    let mut serializer = serde_json::Serializer::new(line);
+    let mut fields = JsonFields {
+        object: serializer.serialize_map(None)?,
+        failed: false,
+    };
+    // ASCII digits and punctuation: always text.
+    fields.put_str("timestamp", std::str::from_utf8(&stamp).unwrap_or_default());
+    fields.put_str("level", meta.level().as_str());
+    event.record(&mut fields);
+    fields.put_str("target", meta.target());
+    if fields.failed {
+        return Err(serde::ser::Error::custom("a field could not be written"));
+    }
+    fields.object.end()
+}
+
+impl<S, W> Layer<S> for JsonLines<W>
 where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
+    S: Subscriber,
+    W: for<'w> MakeWriter<'w> + 'static,
 {
-    fn format_event(
-        &self,
-        _ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let normalized = event.normalized_metadata();
-        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
-        let mut timestamp = String::with_capacity(32);
-        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
-        let mut write = |line: &mut Vec<u8>| -> fmt::Result {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let write = |line: &mut Vec<u8>| {
             line.clear();
-            let mut serializer = serde_json::Serializer::new(&mut *line);
-            let object = serializer.serialize_map(None).map_err(|_| fmt::Error)?;
-            let mut fields = JsonFields {
-                object,
-                failed: false,
-            };
-            fields.put_str("timestamp", &timestamp);
-            fields.put_str("level", meta.level().as_str());
-            event.record(&mut fields);
-            fields.put_str("target", meta.target());
-            if fields.failed || fields.object.end().is_err() {
-                return Err(fmt::Error);
+            if encode(line, event).is_ok() {
+                line.push(b'\n');
+                // The writer is a queue to the log thread, which never fails but to exit.
+                let _ = self.writer.make_writer().write_all(line);
             }
-            let text = std::str::from_utf8(line).map_err(|_| fmt::Error)?;
-            writer.write_str(text)?;
-            writer.write_char('\n')
         };
         // A value whose formatting logs an event of its own gets a buffer of its own.
         LINE.with(|cell| match cell.try_borrow_mut() {
@@ -375,9 +410,7 @@ mod tests {
         }
         let out = Out::default();
         let writer = out.clone();
-        let layer = tracing_subscriber::fmt::layer()
-            .event_format(JsonLines)
-            .with_writer(move || writer.clone());
+        let layer = JsonLines::new(move || writer.clone());
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
             tracing::info!(
                 target: "authgate::access",
@@ -411,6 +444,26 @@ mod tests {
         assert_eq!(lines.len(), 2, "{text}");
         assert_eq!(lines[1]["message"], "outer");
         assert_eq!(lines[1]["value"], "loud");
+    }
+
+    /// The once-a-second date and time, and the microseconds, against humantime's whole format,
+    /// on one thread across seconds (and back: a clock stepped backwards).
+    #[test]
+    fn timestamps_are_rfc3339_with_microseconds_across_seconds() {
+        use std::time::{Duration, UNIX_EPOCH};
+        for micros in [
+            1_764_710_345_000_000u64,
+            1_764_710_345_000_001,
+            1_764_710_345_999_999,
+            1_764_710_346_120_034,
+            1_764_710_345_500_000,
+            951_782_400_000_000, // 2000-02-29
+            0,
+        ] {
+            let t = UNIX_EPOCH + Duration::from_micros(micros);
+            let expected = humantime::format_rfc3339_micros(t).to_string();
+            assert_eq!(std::str::from_utf8(&timestamp(t)).unwrap(), expected);
+        }
     }
 
     #[test]

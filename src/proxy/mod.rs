@@ -12,7 +12,7 @@ pub mod upstream;
 pub mod verify;
 
 use crate::auth::{ct_eq, Authenticator, CredentialSource, Credentials, Denial, Principal};
-use crate::forwarded::{client_address, TrustedProxies};
+use crate::forwarded::{client_address, AddressText, TrustedProxies};
 use crate::metrics::{status_class, UpstreamErrorKind};
 use crate::proxy::upstream::Upstreams;
 use crate::reply::{Failure, Format, Reply};
@@ -678,12 +678,13 @@ impl ProxyHttp for Gateway {
         }
         let req = session.req_header();
         let principal = ctx.principal.as_ref();
+        let client = ctx.origin.client.map(AddressText::new);
         tracing::info!(
             target: "authgate::access",
             request_id = ctx.request_id.to_str().unwrap_or_default(),
             method = %req.method,
             path = %self.loggable_path(ctx.target.as_ref().map_or(req.uri.path(), RequestTarget::path)),
-            client = ctx.origin.client.map(tracing::field::display),
+            client = client.as_ref().map(AddressText::as_str),
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             route,

@@ -141,13 +141,9 @@ impl TokenStore for Instrumented {
             .await
     }
 
-    async fn touch(&self, hash: TokenHash, last_used: u64) -> Result<(), StoreError> {
+    async fn touch(&self, uses: Vec<(TokenHash, u64)>) -> Result<(), StoreError> {
         // Not fsynced: its success says little about durable writes.
-        self.observe(
-            StoreOp::Touch,
-            Kind::Read,
-            self.inner.touch(hash, last_used),
-        )
+        self.observe(StoreOp::Touch, Kind::Read, self.inner.touch(uses))
         .await
     }
 

@@ -44,9 +44,12 @@ impl TokenStore for MemoryStore {
         Ok(self.write().remove(&hash).is_some())
     }
 
-    async fn touch(&self, hash: TokenHash, last_used: u64) -> Result<(), StoreError> {
-        if let Some(record) = self.write().get_mut(&hash) {
-            record.last_used = record.last_used.max(last_used);
+    async fn touch(&self, uses: Vec<(TokenHash, u64)>) -> Result<(), StoreError> {
+        let mut records = self.write();
+        for (hash, last_used) in uses {
+            if let Some(record) = records.get_mut(&hash) {
+                record.last_used = record.last_used.max(last_used);
+            }
         }
         Ok(())
     }

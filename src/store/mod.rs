@@ -129,8 +129,10 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn get(&self, hash: TokenHash) -> Result<Option<TokenRecord>, StoreError>;
     /// Durably forget a token; `false` when it was unknown.
     async fn revoke(&self, hash: TokenHash) -> Result<bool, StoreError>;
-    /// Record a later use (sliding expiry). Called at a coarse step, never per request.
-    async fn touch(&self, hash: TokenHash, last_used: u64) -> Result<(), StoreError>;
+    /// Record later uses (sliding expiry): each token's latest use, unknown tokens skipped. The
+    /// cache writes them back at a coarse step, never per request, and in batches: one write
+    /// where the store can.
+    async fn touch(&self, uses: Vec<(TokenHash, u64)>) -> Result<(), StoreError>;
     /// Every token of one subject (for the per-user cap and for revoking a share's tokens). A
     /// record that cannot be decoded is left out (and kept).
     async fn tokens_of(&self, subject: &str) -> Result<Vec<(TokenHash, TokenRecord)>, StoreError>;
@@ -224,9 +226,12 @@ pub(crate) mod contract {
             vec![a, b]
         );
 
-        store.touch(a, 30_000).await.unwrap();
+        store
+            .touch(vec![(a, 30_000), (TokenHash::of("nobody"), 1), (c, 1)])
+            .await
+            .unwrap();
         assert_eq!(store.get(a).await.unwrap().unwrap().last_used, 30_000);
-        store.touch(TokenHash::of("nobody"), 1).await.unwrap();
+        assert_eq!(store.get(c).await.unwrap(), Some(record("bob", 5_000)), "never moved back");
 
         assert!(store.revoke(b).await.unwrap());
         assert!(!store.revoke(b).await.unwrap());

@@ -98,7 +98,7 @@ fn open_file(path: &Path, verify: bool) -> Result<Database, StoreError> {
     let opened = catch_unwind(|| -> Result<Database, StoreError> {
         let db = Database::builder()
             .set_check_integrity_on_open(verify)
-            .set_cache_size(64 << 20)
+            .set_cache_size(16 << 20)
             .create(path)
             .map_err(classify)?;
         let txn = db.begin_write().map_err(classify)?;
@@ -301,22 +301,26 @@ impl TokenStore for RedbStore {
         .await
     }
 
-    async fn touch(&self, hash: TokenHash, last_used: u64) -> Result<(), StoreError> {
+    async fn touch(&self, uses: Vec<(TokenHash, u64)>) -> Result<(), StoreError> {
+        // One transaction for the batch.
         self.blocking(move |db| {
             let mut txn = db.begin_write().map_err(classify)?;
             txn.set_durability(Durability::None).map_err(classify)?;
             {
                 let mut tokens = txn.open_table(TOKENS).map_err(classify)?;
-                let current = tokens
-                    .get(&hash.0)
-                    .map_err(classify)?
-                    .map(|v| decode_record(v.value()));
-                if let Some(mut record) = current.transpose()? {
-                    if last_used > record.last_used {
-                        record.last_used = last_used;
-                        tokens
-                            .insert(&hash.0, encode_record(&record).as_slice())
-                            .map_err(classify)?;
+                for (hash, last_used) in uses {
+                    let current = tokens
+                        .get(&hash.0)
+                        .map_err(classify)?
+                        .map(|v| decode_record(v.value()));
+                    // An undecodable record is left as it is; the others are still written.
+                    if let Some(Ok(mut record)) = current {
+                        if last_used > record.last_used {
+                            record.last_used = last_used;
+                            tokens
+                                .insert(&hash.0, encode_record(&record).as_slice())
+                                .map_err(classify)?;
+                        }
                     }
                 }
             }

@@ -493,15 +493,18 @@ impl TokenStore for RedisStore {
             .await
     }
 
-    async fn touch(&self, hash: TokenHash, last_used: u64) -> Result<(), StoreError> {
-        let Some(mut record) = self.record_at(&self.token_key(&hash)).await? else {
-            return Ok(());
-        };
-        if last_used <= record.last_used {
-            return Ok(());
+    async fn touch(&self, uses: Vec<(TokenHash, u64)>) -> Result<(), StoreError> {
+        // A read and a write each: a batch is a write-back of the cache, off the request path.
+        for (hash, last_used) in uses {
+            let Some(mut record) = self.record_at(&self.token_key(&hash)).await? else {
+                continue;
+            };
+            if last_used > record.last_used {
+                record.last_used = last_used;
+                self.write(&hash, &record, true).await?;
+            }
         }
-        record.last_used = last_used;
-        self.write(&hash, &record, true).await
+        Ok(())
     }
 
     async fn tokens_of(&self, subject: &str) -> Result<Vec<(TokenHash, TokenRecord)>, StoreError> {
