@@ -155,8 +155,12 @@ fn measure(tokens: u64, dir: &Path) {
             let answer = cache.lookup(hash, now_ms()).await;
             let took = asked.elapsed();
             match answer {
-                Ok(Lookup::Valid { cache_hit: true, .. }) => hits.push(took),
-                Ok(Lookup::Valid { cache_hit: false, .. }) => misses.push(took),
+                Ok(Lookup::Valid {
+                    cache_hit: true, ..
+                }) => hits.push(took),
+                Ok(Lookup::Valid {
+                    cache_hit: false, ..
+                }) => misses.push(took),
                 other => panic!("a seeded token is valid: {other:?}"),
             }
         }
@@ -225,7 +229,8 @@ fn gateway(tokens: u64, dir: &Path) {
         .spawn()
         .expect("the gateway");
     let status = |key: &str| -> f64 {
-        let text = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
         text.lines()
             .find(|l| l.starts_with(key))
             .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())

@@ -676,14 +676,17 @@ impl ProxyHttp for Gateway {
             Some(outcome) => metrics.auth_decisions.with_label_values(&[outcome]).inc(),
             None => {}
         }
+        if !tracing::enabled!(target: "authgate::access", tracing::Level::INFO) {
+            return;
+        }
         let req = session.req_header();
         let principal = ctx.principal.as_ref();
         let client = ctx.origin.client.map(AddressText::new);
         tracing::info!(
             target: "authgate::access",
             request_id = ctx.request_id.to_str().unwrap_or_default(),
-            method = %req.method,
-            path = %self.loggable_path(ctx.target.as_ref().map_or(req.uri.path(), RequestTarget::path)),
+            method = req.method.as_str(),
+            path = &*self.loggable_path(ctx.target.as_ref().map_or(req.uri.path(), RequestTarget::path)),
             client = client.as_ref().map(AddressText::as_str),
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,

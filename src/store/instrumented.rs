@@ -144,7 +144,7 @@ impl TokenStore for Instrumented {
     async fn touch(&self, uses: Vec<(TokenHash, u64)>) -> Result<(), StoreError> {
         // Not fsynced: its success says little about durable writes.
         self.observe(StoreOp::Touch, Kind::Read, self.inner.touch(uses))
-        .await
+            .await
     }
 
     async fn tokens_of(&self, subject: &str) -> Result<Vec<(TokenHash, TokenRecord)>, StoreError> {

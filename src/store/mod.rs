@@ -231,7 +231,11 @@ pub(crate) mod contract {
             .await
             .unwrap();
         assert_eq!(store.get(a).await.unwrap().unwrap().last_used, 30_000);
-        assert_eq!(store.get(c).await.unwrap(), Some(record("bob", 5_000)), "never moved back");
+        assert_eq!(
+            store.get(c).await.unwrap(),
+            Some(record("bob", 5_000)),
+            "never moved back"
+        );
 
         assert!(store.revoke(b).await.unwrap());
         assert!(!store.revoke(b).await.unwrap());
