@@ -2,7 +2,8 @@
 //! (128-bit key, time-to-live, size bound) but holding only an `Arc<u64>`. Compare with
 //! `cache_memory`: the difference is what authgate's own entry costs.
 //!
-//! Run: `cargo bench --bench moka_floor`.
+//! Run: `cargo bench --bench moka_floor` (`NO_TTL=1`: without the time-to-live, to see what
+//! moka's expiry bookkeeping costs per entry).
 
 use moka::future::Cache;
 use std::sync::Arc;

@@ -81,20 +81,41 @@ def to_ms(value):
     return n / 1000 if unit == "us" else n * 1000 if unit == "s" else n
 
 
-def wrk(url, headers=(), script=None, conns=CONNS, duration=DURATION):
+def cpu_seconds(group):
+    """User and system CPU of every process in a process group (a started server and its
+    workers), from /proc."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == group:  # pgrp; utime and stime follow at 11 and 12
+                ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url, headers=(), script=None, conns=CONNS, duration=DURATION, server=None):
+    """req/s, p50 and p99 in ms, and the CPU µs per request of `server` (a started process's
+    group: the proxy alone, not the upstream), or NaN."""
     cmd = ["wrk", f"-t{THREADS}", f"-c{conns}", f"-d{duration}s", "--latency"]
     for h in headers:
         cmd += ["-H", h]
     if script:
         cmd += ["-s", script]
+    before = cpu_seconds(server.pid) if server else 0.0
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(server.pid) - before if server else float("nan")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
     p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
     p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         sys.exit(f"{url}: {errors.group(1)} non-2xx answers: the setup is wrong\n{out}")
-    return rps, p50, p99
+    return rps, p50, p99, cpu * 1e6 / total
 
 
 def main():
@@ -152,8 +173,8 @@ http://127.0.0.1:{P_CADDY} {{
     # nginx first with a placeholder map (the upstream must be up for authgate's health check).
     start(["nginx", "-c", nginx_conf("placeholder"), "-g", "daemon off;"])
     wait_port(P_UP)
-    start([BIN, "run", "--config", config], cwd=work)
-    start([BARE, f"127.0.0.1:{P_BARE}", f"127.0.0.1:{P_UP}", str(GATE_THREADS)])
+    gate = start([BIN, "run", "--config", config], cwd=work)
+    bare = start([BARE, f"127.0.0.1:{P_BARE}", f"127.0.0.1:{P_UP}", str(GATE_THREADS)])
     wait_port(P_GATE)
     wait_port(P_BARE)
     token = login()
@@ -177,10 +198,10 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
         ("2 nginx proxy, no auth", lambda: wrk(f"http://127.0.0.1:{P_NGX}/api/x", creds)),
         ("3 nginx + auth_request", lambda: wrk(f"http://127.0.0.1:{P_NGX_AUTH}/api/x", creds)),
         ("4 Caddy + forward_auth", lambda: wrk(f"http://127.0.0.1:{P_CADDY}/api/x", creds)),
-        ("P pingora alone, no filters", lambda: wrk(f"http://127.0.0.1:{P_BARE}/api/x", creds)),
-        ("5 authgate, public path", lambda: wrk(f"http://127.0.0.1:{P_GATE}/public/x", creds)),
-        ("6 authgate, valid token", lambda: wrk(f"http://127.0.0.1:{P_GATE}/api/x", creds)),
-        ("7 authgate validatetoken", lambda: wrk(f"http://127.0.0.1:{P_GATE}/api/auth/validatetoken", script=validate)),
+        ("P pingora alone, no filters", lambda: wrk(f"http://127.0.0.1:{P_BARE}/api/x", creds, server=bare)),
+        ("5 authgate, public path", lambda: wrk(f"http://127.0.0.1:{P_GATE}/public/x", creds, server=gate)),
+        ("6 authgate, valid token", lambda: wrk(f"http://127.0.0.1:{P_GATE}/api/x", creds, server=gate)),
+        ("7 authgate validatetoken", lambda: wrk(f"http://127.0.0.1:{P_GATE}/api/auth/validatetoken", script=validate, server=gate)),
     ]
     if os.environ.get("FLOOD_ONLY"):
         rows = []
@@ -192,12 +213,12 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
         for name, run in rows:
             results[name].append(run())
         print(f"round {r + 1}/{ROUNDS} done", file=sys.stderr)
-    med = {name: tuple(statistics.median(x[i] for x in runs) for i in range(3)) for name, runs in results.items()}
+    med = {name: tuple(statistics.median(x[i] for x in runs) for i in range(4)) for name, runs in results.items()}
     if all(name in med for name in TABLE_NEEDS):
         print_table(med)
     else:
-        for name, (rps, p50, p99) in med.items():
-            print(f"{name:<28} {rps:>9.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms")
+        for name, (rps, p50, p99, cpu) in med.items():
+            print(f"{name:<28} {rps:>9.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms  CPU {cpu:.1f} µs/request")
     if not os.environ.get("NO_FLOOD"):
         flood_scenario(creds, flood)
 
@@ -211,10 +232,11 @@ def print_table(med):
     auth_rps = med["3 nginx + auth_request"][0]
     print(f"\n{os.cpu_count()} cores; wrk -t{THREADS} -c{CONNS} -d{DURATION}s; median of {ROUNDS} interleaved rounds; "
           f"authgate and pingora alone on {GATE_THREADS} thread(s)\n")
-    print(f"| {'row':<28} | {'req/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | {'/row 2':>6} | {'/row 3':>6} |")
-    print(f"|{'-' * 30}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 8}|")
-    for name, (rps, p50, p99) in med.items():
-        print(f"| {name:<28} | {rps:>9.0f} | {p50:>7.2f} | {p99:>7.2f} | {rps / nginx_rps:>6.2f} | {rps / auth_rps:>6.2f} |")
+    print(f"| {'row':<28} | {'req/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | {'/row 2':>6} | {'/row 3':>6} | {'CPU µs/req':>10} |")
+    print(f"|{'-' * 30}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 8}|{'-' * 12}|")
+    for name, (rps, p50, p99, cpu) in med.items():
+        cpu_text = "" if cpu != cpu else f"{cpu:.1f}"
+        print(f"| {name:<28} | {rps:>9.0f} | {p50:>7.2f} | {p99:>7.2f} | {rps / nginx_rps:>6.2f} | {rps / auth_rps:>6.2f} | {cpu_text:>10} |")
     public, token_rps = med["5 authgate, public path"][0], med["6 authgate, valid token"][0]
     caddy = med["4 Caddy + forward_auth"][0]
     print(f"\nvalid token / public path: {token_rps / public:.2f} (target >= 0.95)")
@@ -223,6 +245,8 @@ def print_table(med):
     if "P pingora alone, no filters" in med:
         bare = med["P pingora alone, no filters"][0]
         print(f"public path / pingora alone: {public / bare:.2f}; valid token / pingora alone: {token_rps / bare:.2f}")
+        cpu_bare, cpu_token = med["P pingora alone, no filters"][3], med["6 authgate, valid token"][3]
+        print(f"valid token CPU per request / pingora alone's: {cpu_token / cpu_bare:.2f} (target <= 1.10)")
 
 
 

@@ -676,18 +676,15 @@ impl ProxyHttp for Gateway {
             Some(outcome) => metrics.auth_decisions.with_label_values(&[outcome]).inc(),
             None => {}
         }
-        if !tracing::enabled!(target: "authgate::access", tracing::Level::INFO) {
-            return;
-        }
         let req = session.req_header();
         let principal = ctx.principal.as_ref();
-        let client = ctx.origin.client.map(AddressText::new);
+        // tracing evaluates the fields only when the access log is on.
         tracing::info!(
             target: "authgate::access",
             request_id = ctx.request_id.to_str().unwrap_or_default(),
             method = req.method.as_str(),
             path = &*self.loggable_path(ctx.target.as_ref().map_or(req.uri.path(), RequestTarget::path)),
-            client = client.as_ref().map(AddressText::as_str),
+            client = ctx.origin.client.map(AddressText::new).as_ref().map(AddressText::as_str),
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             route,
