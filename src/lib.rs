@@ -11,6 +11,7 @@ pub mod connections;
 pub mod forward_auth;
 pub mod forwarded;
 pub mod listening;
+pub mod log_output;
 pub mod metrics;
 pub mod proxy;
 pub mod reply;

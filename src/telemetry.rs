@@ -5,13 +5,12 @@
 //! crate, not where the crate sat on the machine that built the binary.
 
 use crate::config::{LogConfig, LogFormat};
+use crate::log_output::LineBuffer;
 use std::fmt;
 use std::io::{IsTerminal, Write as _};
-use std::sync::PoisonError;
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Metadata, Subscriber};
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::fmt::MakeWriter;
@@ -62,21 +61,26 @@ pub fn below_secret_ceiling(meta: &Metadata<'_>) -> bool {
     !(meta.target().starts_with("pingora") && *meta.level() > Level::INFO)
 }
 
-/// The log writer's thread; taken (and so flushed) by `flush`.
-static WRITER: std::sync::Mutex<Option<WorkerGuard>> = std::sync::Mutex::new(None);
+/// Where lines go, once installed; `flush` writes them out.
+static OUTPUT: std::sync::OnceLock<LineBuffer> = std::sync::OnceLock::new();
 
 /// Install the global subscriber (once per process; later calls are ignored).
 ///
-/// Lines go to stdout through a thread of their own and a 64 KiB buffer: a request never waits
-/// for a `write`, and under load many lines leave in one. The thread writes whenever its queue
-/// runs empty, so a quiet gateway's lines appear at once; when the queue is full, logging waits
-/// rather than drop a line. `flush` writes out what is queued (every exit calls it).
+/// Lines go to stdout through a buffer that a thread of its own writes out (`log_output`): a
+/// request never waits for a `write`, a line after a quiet spell leaves at once, busy lines many
+/// per `write`, and logging waits rather than drop a line. `flush` writes out what is buffered
+/// (every exit calls it).
 pub fn init(config: &LogConfig) {
-    let buffered = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("authgate-log")
-        .finish(buffered);
+    let writer = match OUTPUT.get() {
+        Some(output) => output.clone(),
+        None => match LineBuffer::start(std::io::stdout()) {
+            Ok(output) => OUTPUT.get_or_init(|| output).clone(),
+            Err(e) => {
+                eprintln!("authgate: cannot start the log writer thread: {e}");
+                return;
+            }
+        },
+    };
     let output = match config.format {
         LogFormat::Json => JsonLines::new(writer).boxed(),
         // Colour only for a person at a terminal, never into a file or a collector.
@@ -92,18 +96,19 @@ pub fn init(config: &LogConfig) {
         filter_fn(below_secret_ceiling).with_max_level_hint(hint.unwrap_or(LevelFilter::TRACE));
     let subscriber =
         tracing_subscriber::registry().with(output.with_filter(filter).with_filter(ceiling));
-    if tracing::subscriber::set_global_default(subscriber).is_ok() {
-        *WRITER.lock().unwrap_or_else(PoisonError::into_inner) = Some(guard);
-        if log::set_boxed_logger(Box::new(PingoraRecords(tracing_log::LogTracer::new()))).is_ok() {
-            log::set_max_level(log_crate_ceiling(hint));
-        }
+    if tracing::subscriber::set_global_default(subscriber).is_ok()
+        && log::set_boxed_logger(Box::new(PingoraRecords(tracing_log::LogTracer::new()))).is_ok()
+    {
+        log::set_max_level(log_crate_ceiling(hint));
     }
 }
 
 /// Write out every queued log line and wait for it (before the process exits; lines logged
 /// afterwards are lost, so this is the last thing done).
 pub fn flush() {
-    drop(WRITER.lock().unwrap_or_else(PoisonError::into_inner).take());
+    if let Some(output) = OUTPUT.get() {
+        output.finish();
+    }
 }
 
 /// The bridge for pingora's `log` records into tracing, which first demotes what is no failure

@@ -102,7 +102,10 @@ impl Proc {
         PathBuf::from(format!("/proc/{}/root", self.child.id())).join(inside)
     }
 
+    /// What the gateway has logged so far. Its log thread gathers lines for 5 ms before it
+    /// writes them: a line logged just now is given 50 ms to arrive.
     pub fn logs(&self) -> String {
+        std::thread::sleep(std::time::Duration::from_millis(50));
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
