@@ -287,9 +287,9 @@ pub fn add_forwarded(req: &mut RequestHeader, origin: Origin) -> pingora::Result
     let peer = origin.peer.map(address_value);
     match (origin.peer, &peer, prior) {
         (Some(ip), _, Some(prior)) => {
-            req.insert_header(&X_FORWARDED_FOR, format!("{prior}, {ip}"))?
+            req.insert_header(wire(&X_FORWARDED_FOR), format!("{prior}, {ip}"))?
         }
-        (_, Some(value), None) => req.insert_header(&X_FORWARDED_FOR, value.clone())?,
+        (_, Some(value), None) => req.insert_header(wire(&X_FORWARDED_FOR), value.clone())?,
         _ if !origin.trusted_peer => {
             req.remove_header(&X_FORWARDED_FOR);
         }
@@ -300,7 +300,7 @@ pub fn add_forwarded(req: &mut RequestHeader, origin: Origin) -> pingora::Result
         (client, _) => client.map(address_value),
     };
     match client {
-        Some(client) => req.insert_header(&X_REAL_IP, client)?,
+        Some(client) => req.insert_header(wire(&X_REAL_IP), client)?,
         None => {
             req.remove_header(&X_REAL_IP);
         }
@@ -309,17 +309,23 @@ pub fn add_forwarded(req: &mut RequestHeader, origin: Origin) -> pingora::Result
         req.remove_header(&http::header::FORWARDED);
     }
     if !(origin.trusted_peer && req.headers.contains_key(&X_FORWARDED_PROTO)) {
-        req.insert_header(&X_FORWARDED_PROTO, origin.scheme)?;
+        req.insert_header(wire(&X_FORWARDED_PROTO), origin.scheme)?;
     }
     if !(origin.trusted_peer && req.headers.contains_key(&X_FORWARDED_HOST)) {
         match req.headers.get(http::header::HOST).cloned() {
-            Some(host) => req.insert_header(&X_FORWARDED_HOST, host)?,
+            Some(host) => req.insert_header(wire(&X_FORWARDED_HOST), host)?,
             None => {
                 req.remove_header(&X_FORWARDED_HOST);
             }
         }
     }
     Ok(())
+}
+
+/// A name as pingora 0.9 inserts it cheapest: a `HeaderName` it copies into a case-preserving
+/// form and parses back, a `&'static str` it only parses.
+fn wire(name: &'static HeaderName) -> &'static str {
+    name.as_str()
 }
 
 fn address_value(ip: IpAddr) -> HeaderValue {
