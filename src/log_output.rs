@@ -36,6 +36,8 @@ struct Shared {
     wake: Condvar,
     /// Loggers waiting for room.
     drained: Condvar,
+    /// The writer thread, until `finish` takes it.
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Shared {
@@ -77,7 +79,6 @@ impl Shared {
 #[derive(Clone)]
 pub struct LineBuffer {
     shared: Arc<Shared>,
-    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl LineBuffer {
@@ -103,13 +104,12 @@ impl LineBuffer {
                     }
                 }
             })?;
-        Ok(LineBuffer {
-            shared,
-            thread: Arc::new(Mutex::new(Some(thread))),
-        })
+        *shared.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
+        Ok(LineBuffer { shared })
     }
 
-    /// Append whole lines.
+    /// Append whole lines. Once `finish` has been called they are dropped: nothing would write
+    /// them, and they must not pile up.
     pub fn append(&self, lines: &[u8]) {
         let mut pending = self.shared.lock();
         while pending.lines.len() >= MAX_BUFFERED && !pending.finishing {
@@ -120,6 +120,9 @@ impl LineBuffer {
                 .wait(pending)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+        if pending.finishing {
+            return;
+        }
         pending.lines.extend_from_slice(lines);
         if pending.idle || pending.lines.len() >= WRITE_AT {
             pending.idle = false;
@@ -127,9 +130,10 @@ impl LineBuffer {
         }
     }
 
-    /// Write out everything buffered and stop the thread; lines appended later are not written.
+    /// Write out everything buffered and stop the thread; lines appended from now on are dropped.
     pub fn finish(&self) {
         let thread = self
+            .shared
             .thread
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -207,6 +211,13 @@ mod tests {
             "{} writes for 10 000 lines",
             writes.len() - writes_before
         );
+        drop(writes);
+        lines.append(b"late\n");
+        assert_eq!(
+            lines.shared.lock().lines.len(),
+            0,
+            "a line after finish is dropped"
+        );
     }
 
     #[test]
@@ -240,7 +251,14 @@ mod tests {
             }
         });
         lines.finish();
-        let written: usize = out.0.lock().unwrap().iter().map(Vec::len).sum();
+        let writes = out.0.lock().unwrap();
+        let written: usize = writes.iter().map(Vec::len).sum();
         assert_eq!(written, count / 2 * 2 * line.len());
+        // Each write is one batch: the buffer never held more than the bound and a line.
+        let largest = writes.iter().map(Vec::len).max().unwrap_or(0);
+        assert!(
+            largest < MAX_BUFFERED + line.len(),
+            "a batch of {largest} bytes"
+        );
     }
 }

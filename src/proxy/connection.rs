@@ -90,7 +90,7 @@ impl ClientStream {
             .store(u64::try_from(ms).unwrap_or(NO_DEADLINE), Ordering::Relaxed);
     }
 
-    /// The header deadline, while one is armed.
+    /// The header deadline, while one is armed (once disarmed, its timer is dropped).
     fn header_deadline(&mut self) -> Option<Instant> {
         let ms = self.header_deadline_ms.load(Ordering::Relaxed);
         if ms == NO_DEADLINE {
